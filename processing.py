@@ -1,0 +1,151 @@
+"""Processor construction, training/evaluation collators and caption post-processing for TSN-PaliGemma.
+
+Rows come from `dataset_builder.load_risc` (`image`, `captions` = 5 strings, `source`, `filename`).
+
+```python
+>>> from transformers import AutoConfig, AutoProcessor
+>>> config = AutoConfig.from_pretrained("tiny-tsn", trust_remote_code=True)  # doctest: +SKIP
+>>> processor = processor_for_config(AutoProcessor.from_pretrained("tiny-tsn"), config)  # doctest: +SKIP
+>>> batch = TSNPaliGemmaTrainCollator(processor)(rows)  # doctest: +SKIP
+```
+"""
+
+import copy
+import random
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import PaliGemmaProcessor
+
+DEFAULT_PROMPT = "caption en"
+IMAGE_TOKEN = "<image>"
+CAPTION_CHOICES = ("random", "first")
+
+
+def processor_for_config(processor: PaliGemmaProcessor, config) -> PaliGemmaProcessor:
+    """A processor whose image size and image token count match `config` (adapter and replace differ from base).
+
+    `config` is a TSNPaliGemmaConfig (uses `image_seq_length`) or a plain PaliGemmaConfig.
+    """
+    image_seq_length = getattr(config, "image_seq_length", None)
+    if image_seq_length is None:  # plain PaliGemma: one token per SigLIP patch
+        vision = config.vision_config
+        image_seq_length = (vision.image_size // vision.patch_size) ** 2
+    size = config.vision_config.image_size
+    image_processor = copy.deepcopy(processor.image_processor)
+    image_processor.image_seq_length = image_seq_length
+    image_processor.size = {"height": size, "width": size}
+    return PaliGemmaProcessor(
+        image_processor=image_processor, tokenizer=processor.tokenizer, chat_template=processor.chat_template
+    )
+
+
+def _rgb(image: Any) -> Image.Image:
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"Expected a PIL image in the row's 'image' column, got {type(image).__name__}.")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _pick_caption(row: dict, choice: str) -> str:
+    if "caption" in row:  # already expanded (caption_choice "all" makes one row per caption)
+        return row["caption"]
+    captions = row["captions"]
+    return captions[0] if choice == "first" else random.choice(captions)
+
+
+@dataclass
+class TSNPaliGemmaTrainCollator:
+    """Training batches: `"<image>" + prompt` as prefix, one caption as suffix; labels only on the caption.
+
+    caption_choice: "random" draws one of the row's captions each time the row is seen (python's `random`, whose
+    state the Trainer checkpoints, so a resumed run draws the same captions); "first" always uses caption 1.
+    """
+
+    processor: PaliGemmaProcessor
+    prompt: str = DEFAULT_PROMPT
+    caption_choice: str = "random"
+    max_length: int | None = None
+
+    def __post_init__(self):
+        if self.caption_choice not in CAPTION_CHOICES:
+            raise ValueError(f"caption_choice={self.caption_choice!r} is invalid; use one of {list(CAPTION_CHOICES)}.")
+
+    def _text_kwargs(self) -> dict:
+        if self.max_length is None:
+            return {"padding": "longest"}
+        return {"padding": "longest", "truncation": "only_second", "max_length": self.max_length}
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        images = [_rgb(row["image"]) for row in rows]
+        captions = [_pick_caption(row, self.caption_choice) for row in rows]
+        batch = self.processor(
+            text=[IMAGE_TOKEN + self.prompt] * len(rows),
+            images=images,
+            suffix=captions,
+            return_tensors="pt",
+            padding_side="right",  # positions must not shift under the prefix: pad after the caption
+            **self._text_kwargs(),
+        )
+        # The processor masks the prefix (token_type_ids == 0); padding is masked here explicitly.
+        batch["labels"] = batch["labels"].masked_fill(batch["attention_mask"] == 0, -100)
+        return dict(batch)
+
+
+@dataclass
+class TSNPaliGemmaEvalCollator(TSNPaliGemmaTrainCollator):
+    """Evaluation batches: the training batch (loss on prompt + caption 1) plus prompt-only `gen_*` tensors.
+
+    `gen_input_ids`, `gen_attention_mask`, `gen_token_type_ids` hold `"<image>" + prompt` alone, left-padded, so
+    generation never sees a reference caption. `pixel_values` is shared by both.
+    """
+
+    caption_choice: str = "first"
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        batch = super().__call__(rows)
+        # The prompt is exactly the prefix (token type 0) of the training sequence: reuse those ids, left-padded.
+        is_prompt = (batch["token_type_ids"] == 0) & (batch["attention_mask"] == 1)
+        prompts = [ids[mask] for ids, mask in zip(batch["input_ids"], is_prompt)]
+        length = max(len(prompt) for prompt in prompts)
+        gen_input_ids = torch.full((len(prompts), length), self.processor.tokenizer.pad_token_id, dtype=torch.long)
+        gen_attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
+        for index, prompt in enumerate(prompts):
+            gen_input_ids[index, length - len(prompt) :] = prompt
+            gen_attention_mask[index, length - len(prompt) :] = 1
+        batch["gen_input_ids"] = gen_input_ids
+        batch["gen_attention_mask"] = gen_attention_mask
+        batch["gen_token_type_ids"] = torch.zeros_like(gen_input_ids)  # all prefix: the bidirectional block
+        return batch
+
+
+def postprocess_caption(text: str, prompt: str | None = DEFAULT_PROMPT) -> str:
+    """Clean one decoded caption: drop an echoed prompt, leftover special tokens and extra whitespace.
+
+    >>> postprocess_caption("caption en\\n many  green trees <eos>")
+    'many green trees'
+    """
+    text = re.sub(r"<(?:image|bos|eos|pad|unk|loc\d{4}|seg\d{3})>", " ", text)
+    text = text.strip()
+    if prompt and text.startswith(prompt):
+        text = text[len(prompt) :]
+    return " ".join(text.split())
+
+
+def decode_captions(processor: PaliGemmaProcessor, sequences: torch.Tensor, prompt_length: int,
+                    prompt: str | None = DEFAULT_PROMPT) -> list[str]:  # fmt: skip
+    """Decode `generate` output: slice off the (left-padded) prompt of `prompt_length` tokens, then clean up."""
+    texts = processor.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
+    return [postprocess_caption(text, prompt) for text in texts]
+
+
+__all__ = [
+    "DEFAULT_PROMPT",
+    "TSNPaliGemmaEvalCollator",
+    "TSNPaliGemmaTrainCollator",
+    "decode_captions",
+    "postprocess_caption",
+    "processor_for_config",
+]

@@ -1,0 +1,59 @@
+"""Shared fixtures: repo paths, real sample images, and tiny TSN-PaliGemma checkpoints built once per session."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never touch the network (also when run without `make`).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SAMPLE_DIR = REPO_ROOT / "dataset_builder" / "sample"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (it exists on the project's dev and CI machines)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sample_image_paths() -> list[Path]:
+    """Real aerial images shipped with the project (dataset_builder/sample), sorted for determinism."""
+    paths = sorted((SAMPLE_DIR / "resized").glob("*.jpg"))
+    assert len(paths) >= 4, f"the bundled sample in {SAMPLE_DIR} should hold real images"
+    return paths
+
+
+@pytest.fixture(scope="session")
+def sample_images(sample_image_paths):
+    from PIL import Image
+
+    return [Image.open(path).convert("RGB") for path in sample_image_paths[:4]]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """Factory: tiny_checkpoint(integration=..., text_model=..., backbone=..., fusion=...) -> folder, built once."""
+    from scripts.make_tiny_checkpoint import TinyCheckpointArguments, make_tiny_checkpoint
+
+    built: dict[tuple, Path] = {}
+
+    def make(integration="enhanced", text_model="gemma", backbone="resnet18", fusion="gated") -> Path:
+        key = (integration, text_model, backbone, fusion)
+        if key not in built:
+            folder = tmp_path_factory.mktemp("tiny-" + "-".join(key))
+            args = TinyCheckpointArguments(
+                output_dir=str(folder), integration=integration, text_model=text_model, backbone=backbone,
+                fusion=fusion,
+            )  # fmt: skip
+            built[key] = make_tiny_checkpoint(args)
+        return built[key]
+
+    return make
