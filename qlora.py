@@ -68,6 +68,10 @@ def apply_lora(model, r: int = 32, alpha: int = 64, dropout: float = 0.1, includ
             use_gradient_checkpointing=gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
+        if hasattr(model.model, "tsn"):
+            # prepare_model_for_kbit_training upcasts bf16 parameters to fp32 but not buffers: BatchNorm would mix
+            # fp32 weights with bf16 running stats ("Expected running_mean to have type Float") on CUDA.
+            model.model.tsn.float()
     elif gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     modules_to_save = ["tsn"] if hasattr(model.model, "tsn") else None
