@@ -26,7 +26,9 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest -q
 
+# The demo trains the tiny random checkpoint (built once, ~10 s) on the bundled sample; see configs/demo.yaml.
 demo: $(STAMP)
+	test -f outputs/tiny-base/config.json || $(PY) scripts/make_tiny_checkpoint.py outputs/tiny-base
 	$(PY) finetune.py configs/demo.yaml
 
 bench: $(STAMP)

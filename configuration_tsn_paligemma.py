@@ -25,6 +25,7 @@ INTEGRATIONS = ("enhanced", "adapter", "replace", "direct")
 BACKBONES = ("resnet18", "inception_v3")
 CONSENSUS = ("attention", "average", "max")
 FUSIONS = ("gated", "ratio")
+BATCHNORM_MODES = ("partial", "frozen", "train")
 # Smallest input each torchvision backbone accepts (InceptionV3's stem needs 75 px, see torchvision docs).
 MIN_CROP_SIZE = {"resnet18": 32, "inception_v3": 75}
 # Channels of the last feature map of each backbone trunk.
@@ -112,6 +113,7 @@ _FIELD_CHECKS = {
     "tsn_generation_ratio": _check_optional_ratio,
     "tsn_replace_grid_size": _check_positive_int,
     "tsn_dropout": _check_dropout,
+    "tsn_batchnorm": _check_choice(BATCHNORM_MODES),
     "tsn_pretrained_backbone": _check_bool,
 }
 
@@ -140,6 +142,10 @@ class TSNPaliGemmaConfig(PaliGemmaConfig):
     tsn_replace_grid_size (`int`, defaults to 7): `replace` pools each segment's feature map to this square grid;
         the image then takes `num_segments * tsn_replace_grid_size**2` tokens.
     tsn_dropout (`float`, defaults to 0.0): dropout on the projected segment features.
+    tsn_batchnorm (`str`, defaults to `"partial"`): the backbone's BatchNorm in training. `"partial"` (TSN's
+        partial BN): only the first BN layer updates its statistics, the others keep their (ImageNet) running
+        statistics, which small fine-tuning batches would only make noisier; `"frozen"`: no BN layer updates, so
+        training does not depend on how a batch is split (DDP gives one process's result); `"train"`: all update.
     tsn_pretrained_backbone (`bool`, defaults to `True`): load torchvision's ImageNet weights into the backbone
         when a TSN model is first built from a base PaliGemma. Never used by `from_pretrained` of a saved TSN model,
         whose backbone weights are in its own checkpoint.
@@ -159,6 +165,7 @@ class TSNPaliGemmaConfig(PaliGemmaConfig):
     tsn_generation_ratio: float | None = None
     tsn_replace_grid_size: int = 7
     tsn_dropout: float = 0.0
+    tsn_batchnorm: str = "partial"
     tsn_pretrained_backbone: bool = True
 
     def __post_init__(self, **kwargs):

@@ -158,7 +158,18 @@ class TSNPaliGemmaSegmentEncoder(nn.Module):
             if self.fusion == "gated":
                 # tanh(0) = 0: a freshly built model has exactly the base PaliGemma's image features.
                 self.gate = nn.Parameter(torch.zeros(hidden_size))
+        self.batchnorm = config.tsn_batchnorm
         self.gradient_checkpointing = False
+
+    def train(self, mode: bool = True):
+        """TSN's partial BN: in training, BN layers past the first (all of them with "frozen") keep their running
+        statistics; their affine weights still train."""
+        super().train(mode)
+        if mode and self.batchnorm != "train":
+            norms = [module for module in self.backbone.modules() if isinstance(module, nn.BatchNorm2d)]
+            for norm in norms[1 if self.batchnorm == "partial" else 0 :]:
+                norm.eval()
+        return self
 
     def patch_segment_index(self) -> torch.Tensor:
         """(N, num_scales) index of the segment covering each SigLIP patch at each scale."""
@@ -336,8 +347,10 @@ class TSNPaliGemmaForConditionalGeneration(TSNPaliGemmaPreTrainedModel, PaliGemm
 
         The base weights are loaded (also from original Hub checkpoints with pre-4.52 key names), the TSN weights
         are initialised, and with `tsn_pretrained_backbone=True` (default) torchvision's ImageNet weights go into
-        the backbone. `tsn_*` keyword arguments set the TSN options; the rest go to `from_pretrained` (`dtype`,
-        `device_map`, `revision`, ...). `quantization_config` quantizes the base; the segment encoder, projector and
+        the backbone (unless the checkpoint is a TSN-PaliGemma with the same backbone, whose weights are kept). A TSN
+        checkpoint whose segment encoder has another shape (backbone, scales) gets that encoder re-initialised.
+        `tsn_*` keyword arguments set the TSN options; the rest go to `from_pretrained` (`dtype`, `device_map`,
+        `revision`, ...). `quantization_config` quantizes the base; the segment encoder, projector and
         LM head should be listed in its skip modules (see `finetune.py`).
 
         ```python
@@ -349,10 +362,15 @@ class TSNPaliGemmaForConditionalGeneration(TSNPaliGemmaPreTrainedModel, PaliGemm
         hub_options = {
             key: kwargs[key] for key in ("revision", "token", "cache_dir", "local_files_only") if key in kwargs
         }
-        base_config = AutoConfig.from_pretrained(base_model_name_or_path, **hub_options)
-        if base_config.model_type not in ("paligemma", "tsn_paligemma"):
+        config_dict, _ = cls.config_class.get_config_dict(base_model_name_or_path, **hub_options)
+        model_type = config_dict.get("model_type")
+        if model_type == "tsn_paligemma":  # our own class: no remote code to trust
+            base_config = cls.config_class.from_pretrained(base_model_name_or_path, **hub_options)
+        elif model_type == "paligemma":
+            base_config = AutoConfig.from_pretrained(base_model_name_or_path, **hub_options)
+        else:
             raise ValueError(
-                f"{base_model_name_or_path!r} is a {base_config.model_type!r} checkpoint; from_base_pretrained "
+                f"{base_model_name_or_path!r} is a {model_type!r} checkpoint; from_base_pretrained "
                 "needs a PaliGemma checkpoint (e.g. google/paligemma-3b-pt-224 or google/paligemma2-3b-pt-448)."
             )
         config_dict = base_config.to_dict()
@@ -360,6 +378,8 @@ class TSNPaliGemmaForConditionalGeneration(TSNPaliGemmaPreTrainedModel, PaliGemm
             config_dict.pop(key, None)
         config = cls.config_class(**{**config_dict, **tsn_options})
         config.architectures = [cls.__name__]
+        if base_config.model_type == "tsn_paligemma":  # changed TSN options may change the encoder's shapes
+            kwargs.setdefault("ignore_mismatched_sizes", True)
         model = cls.from_pretrained(
             base_model_name_or_path,
             config=config,
@@ -367,7 +387,13 @@ class TSNPaliGemmaForConditionalGeneration(TSNPaliGemmaPreTrainedModel, PaliGemm
             key_mapping=LEGACY_PALIGEMMA_KEYS,
             **kwargs,
         )
-        if config.tsn_integration != "direct" and config.tsn_pretrained_backbone:
+        # A TSN checkpoint with the same backbone already holds trained backbone weights: keep them.
+        backbone_saved = (
+            base_config.model_type == "tsn_paligemma"
+            and base_config.tsn_integration != "direct"
+            and base_config.tsn_backbone == config.tsn_backbone
+        )
+        if config.tsn_integration != "direct" and config.tsn_pretrained_backbone and not backbone_saved:
             model.model.tsn.backbone.load_torchvision_weights()
         return model
 

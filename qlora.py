@@ -25,10 +25,12 @@ VISION_TOWER_TARGETS = r"model\.vision_tower\..*\.(?:self_attn\.(?:[qkv]_proj|ou
 QUANTIZATION_CHOICES = ("4bit", "8bit", "none")
 
 
-def quantization_config(quantization: str, compute_dtype: torch.dtype = torch.bfloat16) -> BitsAndBytesConfig | None:
+def quantization_config(quantization: str, compute_dtype: torch.dtype = torch.bfloat16,
+                        quant_storage: torch.dtype = torch.uint8) -> BitsAndBytesConfig | None:  # fmt: skip
     """NF4 4-bit (double quantization) or 8-bit config keeping the TSN encoder, projector and LM head unquantized.
 
-    compute_dtype: bf16 on CUDA, fp32 on CPU (bitsandbytes' CPU kernels).
+    compute_dtype: bf16 on CUDA, fp32 on CPU (bitsandbytes' CPU kernels). quant_storage: the dtype the packed 4-bit
+    weights are stored in; FSDP needs it equal to the other parameters' dtype to shard them together.
     """
     if quantization == "none":
         return None
@@ -38,7 +40,7 @@ def quantization_config(quantization: str, compute_dtype: torch.dtype = torch.bf
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute_dtype,  # not "bnb_4bit_compute_type", which is silently ignored
-            bnb_4bit_quant_storage=torch.uint8,
+            bnb_4bit_quant_storage=quant_storage,
             llm_int8_skip_modules=list(UNQUANTIZED_MODULES),
         )
     if quantization == "8bit":

@@ -47,6 +47,11 @@ class TinyCheckpointArguments:
         default=512, metadata={"help": "SentencePiece vocabulary size (before PaliGemma's tokens)."}
     )
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
+    lm_head_std: float = field(
+        default=0.3,
+        metadata={"help": "Std of the (untied) LM head. QLoRA never trains the head; with the usual 0.02 a random "
+                  "64-wide model's logits span about +-1, too flat for any caption to be learned."},
+    )  # fmt: skip
 
 
 def read_captions(captions_csv: str) -> list[str]:
@@ -114,6 +119,7 @@ def tiny_config(args: TinyCheckpointArguments, vocab_size: int, image_token_inde
         pad_token_id=0,
         eos_token_id=1,
         bos_token_id=2,
+        tie_word_embeddings=False,
         tsn_integration=args.integration,
         tsn_backbone=args.backbone,
         tsn_fusion=args.fusion,
@@ -138,6 +144,8 @@ def build_tiny_model(args: TinyCheckpointArguments):
     processor = processor_for_config(processor, config)
     torch.manual_seed(args.seed)
     model = TSNPaliGemmaForConditionalGeneration(config).eval()
+    with torch.no_grad():  # untied: the input embeddings keep their scale, only the head's logits grow
+        model.lm_head.weight.normal_(0.0, args.lm_head_std)
     model.generation_config.max_new_tokens = 24
     return model, processor
 

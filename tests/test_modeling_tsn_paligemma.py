@@ -264,3 +264,21 @@ def test_from_base_pretrained_rejects_other_models(tmp_path):
 def test_config_class_survives_save(tiny_checkpoint):
     config = TSNPaliGemmaConfig.from_pretrained(tiny_checkpoint("adapter"))
     assert config.tsn_integration == "adapter" and config.image_seq_length == 16 + 5
+
+
+@pytest.mark.parametrize("mode,updating", [("partial", 1), ("frozen", 0), ("train", 20)])
+def test_batchnorm_modes_choose_which_bn_statistics_update(tiny_checkpoint, mode, updating):
+    """TSN's partial BN (default): in training only the first BN layer updates its running statistics."""
+    model = TSNPaliGemmaForConditionalGeneration.from_pretrained(tiny_checkpoint(), tsn_batchnorm=mode)
+    norms = [module for module in model.model.tsn.backbone.modules() if isinstance(module, torch.nn.BatchNorm2d)]
+    assert len(norms) == 20  # ResNet18
+    before = [norm.running_mean.clone() for norm in norms]
+    model.train()
+    assert model.training and model.model.tsn.proj.training
+    assert sum(norm.training for norm in norms) == updating
+    with torch.no_grad():
+        model.model.tsn.feature_maps(torch.rand(2, 3, 64, 64) * 2 - 1)
+    changed = [not torch.equal(old, norm.running_mean) for old, norm in zip(before, norms)]
+    assert sum(changed) == updating and (updating != 1 or changed[0])
+    model.eval()
+    assert not any(norm.training for norm in norms)

@@ -1,0 +1,1 @@
+"""The pieces of `finetune.py`: arguments, data, model setup, the Trainer subclass, outputs and the HPO search."""

@@ -1,0 +1,335 @@
+"""finetune.py's arguments: four dataclasses plus `TSNTrainingArguments`, read from a YAML file with `--key value`
+overrides, checked before anything heavy is loaded.
+
+```python
+>>> args = parse_finetune_args(["configs/demo.yaml", "--learning_rate", "1e-3"])  # doctest: +SKIP
+>>> args.training.learning_rate  # doctest: +SKIP
+0.001
+```
+"""
+
+import enum
+import importlib
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import NamedTuple
+
+import yaml
+from transformers import HfArgumentParser, Seq2SeqTrainingArguments
+
+from qlora import QUANTIZATION_CHOICES
+
+CAPTION_CHOICES = ("random", "all", "first")
+SCALE_PATTERN = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        metadata={"help": "Base PaliGemma (Hub id such as google/paligemma-3b-pt-224, or a local folder), or a saved "
+                  "TSN-PaliGemma (e.g. a previous run's output_dir/merged)."}  # fmt: skip
+    )
+    revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) to load."})
+    quantization: str = field(
+        default="auto",
+        metadata={"help": "4bit (NF4 QLoRA), 8bit, none, or auto = 4bit on CUDA and none on CPU."},
+    )
+    lora_r: int = field(default=32, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=64, metadata={"help": "LoRA alpha (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA branch."})
+    lora_vision_tower: bool = field(default=False, metadata={"help": "Also put LoRA on SigLIP's attention and MLP."})
+    merged_dtype: str = field(
+        default="auto",
+        metadata={"help": "dtype of the published merged model: float32, bfloat16, or auto (bfloat16 when training "
+                  "in bf16, else float32). LoRA is always merged into a freshly loaded full-precision base."},
+    )  # fmt: skip
+
+
+@dataclass
+class TSNArguments:
+    """Every field defaults to None: keep the value of the checkpoint (or the config default for a base PaliGemma)."""
+
+    tsn_integration: str | None = field(default=None, metadata={"help": "enhanced, adapter, replace or direct."})
+    tsn_backbone: str | None = field(default=None, metadata={"help": "resnet18 or inception_v3."})
+    tsn_segment_scales: str | None = field(default=None, metadata={"help": "Grids as text, e.g. '1x1,2x2'."})
+    tsn_crop_size: int | None = field(default=None, metadata={"help": "Side of each crop fed to the backbone."})
+    tsn_consensus: str | None = field(default=None, metadata={"help": "attention, average or max."})
+    tsn_fusion: str | None = field(default=None, metadata={"help": "gated or ratio (enhanced only)."})
+    tsn_original_ratio: float | None = field(default=None, metadata={"help": "ratio fusion: weight of SigLIP."})
+    tsn_ratio: float | None = field(default=None, metadata={"help": "ratio fusion: weight of the TSN context."})
+    tsn_generation_original_ratio: float | None = field(default=None, metadata={"help": "eval-time SigLIP weight."})
+    tsn_generation_ratio: float | None = field(default=None, metadata={"help": "eval-time TSN weight."})
+    tsn_replace_grid_size: int | None = field(default=None, metadata={"help": "replace: tokens per segment side."})
+    tsn_dropout: float | None = field(default=None, metadata={"help": "Dropout on projected segment features."})
+    tsn_batchnorm: str | None = field(default=None, metadata={"help": "partial (TSN's partial BN), frozen or train."})
+    tsn_pretrained_backbone: bool | None = field(
+        default=None, metadata={"help": "Load torchvision ImageNet weights into a newly built backbone."}
+    )
+
+    def overrides(self) -> dict:
+        """The options that were set, as TSNPaliGemmaConfig keyword arguments."""
+        options = {item.name: getattr(self, item.name) for item in fields(self)}
+        options = {name: value for name, value in options.items() if value is not None}
+        if "tsn_segment_scales" in options:
+            options["tsn_segment_scales"] = parse_scales(options["tsn_segment_scales"])
+        return options
+
+
+@dataclass
+class DataArguments:
+    dataset_dir: str = field(
+        default="dataset_builder/sample",
+        metadata={"help": "RISC folder: captions.csv + resized/ (see docs/dataset.md)."},
+    )
+    dataset_config: str = field(default="all", metadata={"help": "all, nwpu, rsicd, ucm (or sydney)."})
+    skip_invalid: bool = field(default=False, metadata={"help": "Skip invalid rows (reported) instead of stopping."})
+    caption_choice: str = field(
+        default="random",
+        metadata={"help": "random: one of the 5 captions each time an image is seen; all: 5 rows per image; "
+                  "first: always caption 1."},
+    )  # fmt: skip
+    prompt: str = field(default="caption en", metadata={"help": "Text after <image>; the caption follows it."})
+    max_length: int | None = field(default=None, metadata={"help": "Truncate prompt + caption to this many tokens."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N training images."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use the first N val images."})
+    max_test_samples: int | None = field(default=None, metadata={"help": "Use the first N test images."})
+    dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache root."})
+
+
+@dataclass
+class GenerationArguments:
+    num_beams: int = field(default=4, metadata={"help": "Beam search width for evaluation captions."})
+    max_new_tokens: int = field(default=30, metadata={"help": "Most tokens generated per caption."})
+    min_new_tokens: int = field(default=1, metadata={"help": "Fewest tokens generated per caption."})
+    length_penalty: float = field(default=1.0, metadata={"help": "Beam search length penalty."})
+    no_repeat_ngram_size: int = field(default=0, metadata={"help": "Forbid repeated n-grams (0 = off)."})
+
+
+@dataclass
+class RunArguments:
+    evaluate_before_training: bool = field(
+        default=False,
+        metadata={"help": "Score the test split before training too (saved as baseline_test in eval_results.json)."},
+    )
+    hpo_trials: int = field(default=0, metadata={"help": "Optuna trials of Trainer.hyperparameter_search (0 = off)."})
+    hpo_max_train_samples: int | None = field(default=None, metadata={"help": "Training subset for each trial."})
+    hpo_backbones: str = field(default="resnet18,inception_v3", metadata={"help": "Backbones the search may pick."})
+    hpo_scales: str = field(default="1x1,2x2;1x1,2x2,4x4", metadata={"help": "';'-separated scale sets to search."})
+    grid_images: int = field(default=8, metadata={"help": "Test images in samples.png."})
+
+
+@dataclass
+class TSNTrainingArguments(Seq2SeqTrainingArguments):
+    """Seq2SeqTrainingArguments with this project's defaults (each can still be set in the YAML or on the CLI)."""
+
+    output_dir: str = field(default="outputs/run", metadata={"help": "Checkpoints and every final output."})
+    do_train: bool = field(default=True, metadata={"help": "Train (false: evaluate the model as it is)."})
+    do_eval: bool = field(default=True, metadata={"help": "Score the val split."})
+    do_predict: bool = field(default=True, metadata={"help": "Score the test split and write predictions.jsonl."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False: custom collators."})
+    predict_with_generate: bool = field(default=True, metadata={"help": "Score generated captions in evaluation."})
+    activation_checkpointing: bool | None = field(default=True, metadata={"help": "Gradient checkpointing."})
+    metric_for_best_model: str | None = field(default="cider", metadata={"help": "Best checkpoint by CIDEr."})
+    greater_is_better: bool | None = field(default=True, metadata={"help": "Higher CIDEr is better."})
+
+
+class FinetuneArguments(NamedTuple):
+    model: ModelArguments
+    tsn: TSNArguments
+    data: DataArguments
+    generation: GenerationArguments
+    run: RunArguments
+    training: TSNTrainingArguments
+    explicit: tuple[str, ...] = ()  # the argument names the YAML or the CLI set, in order
+
+
+DATACLASSES = (ModelArguments, TSNArguments, DataArguments, GenerationArguments, RunArguments, TSNTrainingArguments)
+
+
+class ConfigError(ValueError):
+    """A bad argument or config file; raised before any model or data is loaded."""
+
+
+def parse_scales(text: str) -> list[list[int]]:
+    """'1x1,2x2' -> [[1, 1], [2, 2]].
+
+    >>> parse_scales("1x1, 2x2")
+    [[1, 1], [2, 2]]
+    """
+    scales = []
+    for part in str(text).split(","):
+        match = SCALE_PATTERN.match(part)
+        if not match:
+            raise ConfigError(f"tsn_segment_scales={text!r} is invalid: {part!r} is not ROWSxCOLS. Fix: '1x1,2x2'.")
+        scales.append([int(match.group(1)), int(match.group(2))])
+    return scales
+
+
+def yaml_to_argv(path: str | os.PathLike) -> list[str]:
+    """A YAML mapping as `--key value` arguments, so the YAML and the CLI go through one argparse parser."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {str(path)!r} does not exist. Fix: pass a YAML file, e.g. configs/demo.yaml.")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"Config file {str(path)!r} is not valid YAML: {error}") from error
+    if not isinstance(values, dict):
+        raise ConfigError(f"Config file {str(path)!r} must be a mapping of argument names to values.")
+    argv = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            raise ConfigError(f"{path}: {key!r} is a mapping; give it as a JSON string instead.")
+        items = value if isinstance(value, list) else [value]
+        if not items:  # e.g. report_to: [] (what "none" parses to): leave the default
+            continue
+        if key == "tsn_segment_scales" and isinstance(value, list):  # [[1, 1], [2, 2]] is accepted too
+            items = [",".join(f"{rows}x{cols}" for rows, cols in value)]
+        argv += [f"--{key}", *(str(item).lower() if isinstance(item, bool) else str(item) for item in items)]
+    return argv
+
+
+def parse_finetune_args(argv: list[str]) -> FinetuneArguments:
+    """`CONFIG.yaml [--key value ...]`: the YAML first, then the overrides (the last value of a key wins)."""
+    parser = HfArgumentParser(DATACLASSES, allow_abbrev=False)  # a typo must not silently match another name
+    if argv and argv[0].endswith((".yaml", ".yml")):
+        argv = yaml_to_argv(argv[0]) + list(argv[1:])
+    try:
+        *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    except SystemExit as error:  # argparse already printed which argument is wrong
+        raise ConfigError(f"Invalid arguments {argv}: see the message above (python finetune.py --help).") from error
+    except ValueError as error:  # TrainingArguments' own checks (e.g. bf16 without a GPU)
+        raise ConfigError(f"Invalid training arguments: {error}") from error
+    if unknown:
+        raise ConfigError(f"Unknown arguments {unknown}. Fix: remove them or check the spelling (--help lists all).")
+    explicit = tuple(dict.fromkeys(token[2:].split("=")[0] for token in argv if token.startswith("--")))
+    args = FinetuneArguments(*parsed, explicit=explicit)
+    check_arguments(args)
+    return args
+
+
+def bitsandbytes_available() -> bool:
+    try:
+        importlib.import_module("bitsandbytes")
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_quantization(quantization: str, cuda: bool) -> str:
+    if quantization == "auto":
+        return "4bit" if cuda else "none"
+    return quantization
+
+
+def check_arguments(args: FinetuneArguments) -> None:
+    """Everything that can be checked without loading a model; each error says which argument and how to fix it."""
+    from configuration_tsn_paligemma import TSNPaliGemmaConfig
+
+    if args.model.quantization not in (*QUANTIZATION_CHOICES, "auto"):
+        raise ConfigError(f"quantization={args.model.quantization!r} is invalid. Fix: use auto, 4bit, 8bit or none.")
+    if args.model.merged_dtype not in ("auto", "float32", "bfloat16"):
+        raise ConfigError(f"merged_dtype={args.model.merged_dtype!r} is invalid. Fix: use auto, float32 or bfloat16.")
+    if args.data.caption_choice not in CAPTION_CHOICES:
+        raise ConfigError(f"caption_choice={args.data.caption_choice!r} is invalid. Fix: use {CAPTION_CHOICES}.")
+    try:  # the config class validates every TSN field (names the field and the fix)
+        TSNPaliGemmaConfig(**args.tsn.overrides())
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    for item in args.run.hpo_scales.split(";"):
+        parse_scales(item)
+    training = args.training
+    data_dir = Path(args.data.dataset_dir)
+    if training.do_train or training.do_eval or training.do_predict or args.run.hpo_trials:
+        if not data_dir.is_dir():
+            raise ConfigError(
+                f"dataset_dir={str(data_dir)!r} does not exist. Fix: point --dataset_dir at a RISC folder "
+                "(captions.csv + resized/), e.g. dataset_builder/sample or ../shared/data/RISC."
+            )
+        if not (data_dir / "captions.csv").is_file():
+            raise ConfigError(
+                f"dataset_dir={str(data_dir)!r} has no captions.csv. Fix: use a RISC folder, or convert your data "
+                "with `python -m dataset_builder import ...` (docs/dataset.md)."
+            )
+    quantization = resolve_quantization(args.model.quantization, cuda=training.use_cpu is False and _cuda())
+    if quantization in ("4bit", "8bit") and not bitsandbytes_available():
+        raise ConfigError(
+            f"quantization={quantization!r} needs bitsandbytes, which is not installed. Fix: pip install "
+            "bitsandbytes, or run with --quantization none."
+        )
+    if training.push_to_hub:
+        check_hub_token(training)
+    if args.run.hpo_trials and not training.do_train:
+        raise ConfigError("hpo_trials needs do_train. Fix: drop --do_train false or set --hpo_trials 0.")
+    if args.run.hpo_trials and importlib.util.find_spec("optuna") is None:
+        raise ConfigError("hpo_trials needs optuna. Fix: pip install -e '.[hpo]' (or pip install optuna).")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_hub_token(training: TSNTrainingArguments) -> None:
+    from huggingface_hub import get_token
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        raise ConfigError("push_to_hub is set but HF_HUB_OFFLINE=1. Fix: unset HF_HUB_OFFLINE (make exports it).")
+    if not training.hub_model_id:
+        raise ConfigError("push_to_hub needs --hub_model_id USER/NAME (the repo to create or update).")
+    if not (training.hub_token or get_token()):
+        raise ConfigError(
+            "push_to_hub is set but no Hugging Face token was found. Fix: `hf auth login`, set HF_TOKEN, or pass "
+            "--hub_token."
+        )
+
+
+def resolved_config(args: FinetuneArguments, **updates) -> dict:
+    """The flat mapping finetune.py accepts back as a YAML file: every argument the YAML or the CLI set, with its
+    parsed value, then `updates` (e.g. the TSN settings the model actually got, or the best HPO trial)."""
+    values = {}
+    for name in args.explicit:
+        for group in args[:-1]:
+            if hasattr(group, name):
+                values[name] = _plain(getattr(group, name))
+                break
+    values.update({key: _plain(value) for key, value in updates.items() if value is not None})
+    return values
+
+
+def _plain(value):
+    """YAML-safe scalars: enums to their value, paths to str."""
+    if isinstance(value, enum.Enum):  # SchedulerType, IntervalStrategy, ... (str subclasses that YAML rejects)
+        return value.value
+    if isinstance(value, list) and value and isinstance(value[0], list):  # segment scales
+        return ",".join(f"{rows}x{cols}" for rows, cols in value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, (int, float, str, bool)):
+        return value
+    return str(value)
+
+
+def write_config(values: dict, path: str | os.PathLike) -> None:
+    Path(path).write_text(yaml.safe_dump(values, sort_keys=False))
+
+
+__all__ = [
+    "ConfigError",
+    "DataArguments",
+    "FinetuneArguments",
+    "GenerationArguments",
+    "ModelArguments",
+    "RunArguments",
+    "TSNArguments",
+    "TSNTrainingArguments",
+    "parse_finetune_args",
+    "parse_scales",
+    "resolved_config",
+    "write_config",
+]

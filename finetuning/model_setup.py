@@ -1,0 +1,96 @@
+"""Model setup for finetune.py: base (or saved) PaliGemma -> TSN-PaliGemma -> quantized -> LoRA; and the merge of the
+trained adapter into a freshly loaded full-precision base for publishing."""
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoProcessor
+
+from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
+from processing import processor_for_config
+from qlora import apply_lora, quantization_config
+
+logger = logging.getLogger(__name__)
+
+
+def compute_dtype(training_args) -> torch.dtype:
+    """bf16 compute when asked for and on CUDA; bitsandbytes' CPU kernels and CPU training run in fp32."""
+    if training_args.bf16 and torch.cuda.is_available() and not training_args.use_cpu:
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_base_model(model_args, tsn_options: dict, training_args, quantization: str):
+    """TSN-PaliGemma built from `model_name_or_path` with `tsn_options`, quantized as asked (not yet LoRA-wrapped)."""
+    dtype = compute_dtype(training_args)
+    kwargs = {"dtype": dtype, "revision": model_args.revision}
+    if quantization != "none":
+        # Under FSDP the packed 4-bit weights must share the other parameters' dtype to be flattened and sharded.
+        fsdp = bool(training_args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+        storage = dtype if fsdp else torch.uint8
+        kwargs["quantization_config"] = quantization_config(quantization, compute_dtype=dtype, quant_storage=storage)
+        if torch.cuda.is_available() and not training_args.use_cpu:
+            # One copy per process: under DDP every rank holds its own quantized model on its own GPU.
+            kwargs["device_map"] = {"": training_args.local_process_index}
+    return TSNPaliGemmaForConditionalGeneration.from_base_pretrained(
+        model_args.model_name_or_path, **tsn_options, **kwargs
+    )
+
+
+def load_training_model(model_args, tsn_options: dict, training_args, quantization: str):
+    """The model the Trainer trains: quantized base + LoRA on the LM; the segment encoder and gate train fully."""
+    model = load_base_model(model_args, tsn_options, training_args, quantization)
+    model = apply_lora(
+        model,
+        r=model_args.lora_r,
+        alpha=model_args.lora_alpha,
+        dropout=model_args.lora_dropout,
+        include_vision_tower=model_args.lora_vision_tower,
+        quantized=quantization != "none",
+        gradient_checkpointing=bool(training_args.activation_checkpointing),
+    )
+    if hasattr(model, "enable_input_require_grads") and training_args.activation_checkpointing:
+        # Non-reentrant checkpointing needs no grad on the inputs, but a frozen embedding + reentrant user code does.
+        model.enable_input_require_grads()
+    return model
+
+
+def load_processor(model_args, model_config):
+    processor = AutoProcessor.from_pretrained(
+        model_args.model_name_or_path, revision=model_args.revision, trust_remote_code=True
+    )
+    return processor_for_config(processor, model_config)
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(total, trainable); 4-bit weights count their logical size (bitsandbytes packs two values per byte)."""
+    total = trainable = 0
+    for parameter in model.parameters():
+        count = parameter.numel()
+        if getattr(parameter, "quant_state", None) is not None:  # Params4bit: numel() is the packed byte count
+            count = int(torch.Size(parameter.quant_state.shape).numel())
+        total += count
+        trainable += count if parameter.requires_grad else 0
+    return total, trainable
+
+
+def merged_dtype(model_args, training_args) -> torch.dtype:
+    if model_args.merged_dtype == "auto":
+        return torch.bfloat16 if training_args.bf16 else torch.float32
+    return getattr(torch, model_args.merged_dtype)
+
+
+def merge_adapter(model_args, tsn_options: dict, adapter_dir: str | Path, dtype: torch.dtype):
+    """LoRA merged into a freshly loaded FULL-precision base (never into the 4-bit one: that would bake the
+    quantization error into the published weights and lose the adapter's precision)."""
+    from peft import PeftModel
+
+    options = {**tsn_options, "tsn_pretrained_backbone": False}  # the trained encoder comes from the adapter
+    base = TSNPaliGemmaForConditionalGeneration.from_base_pretrained(
+        model_args.model_name_or_path, revision=model_args.revision, dtype=dtype, **options
+    )
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.config.tsn_pretrained_backbone = False
+    return merged.eval()

@@ -1,0 +1,73 @@
+"""What finetune.py leaves in output_dir besides checkpoints: the picture grid, characteristics.json,
+training_summary.json, and the summary table printed at the end."""
+
+import json
+import logging
+from pathlib import Path
+
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_METRICS = ("bleu_1", "bleu_4", "meteor", "rouge_l", "cider")
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest `checkpoint-N` that was written to the end (a run killed while saving leaves one without
+    trainer_state.json, the Trainer's last file; resuming from it would fail or lose the optimizer state)."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return None
+    complete = []
+    for folder in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = folder.name.rsplit("-", 1)[-1]
+        if not step.isdigit():
+            continue
+        if (folder / "trainer_state.json").is_file():
+            complete.append((int(step), folder))
+        else:
+            logger.warning("Ignoring incomplete checkpoint %s (no trainer_state.json: the run stopped while saving).",
+                           folder)  # fmt: skip
+    return str(max(complete)[1]) if complete else None
+
+
+def write_sample_grid(records: list[dict], images: list, path: str | Path) -> Path:
+    """samples.png: each test image with its generated caption and its first reference."""
+    from inference import render_grid
+
+    captions = [f"{record['prediction']}\n[ref] {record['references'][0]}" for record in records]
+    return render_grid(images, captions, path, columns=4, wrap=36)
+
+
+def training_losses(log_history: list[dict]) -> tuple[float | None, float | None]:
+    """(first, last) logged training loss."""
+    losses = [entry["loss"] for entry in log_history if "loss" in entry]
+    return (losses[0], losses[-1]) if losses else (None, None)
+
+
+def write_json(data: dict, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def summary_table(output_dir: str | Path, summary: dict) -> str:
+    """The short text table `make demo` ends with: loss and test metrics before/after, and where the outputs are."""
+    output_dir = Path(output_dir)
+    results_path = output_dir / "eval_results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    before, after = results.get("baseline_test", {}).get("overall", {}), results.get("test", {}).get("overall", {})
+    lines = ["", f"{'':<22}{'before':>10}{'after':>10}"]
+    first, last = summary.get("first_train_loss"), summary.get("last_train_loss")
+    lines.append(f"{'train loss':<22}{_number(first):>10}{_number(last):>10}")
+    lines.append(f"{'test loss':<22}{_number(results.get('baseline_test', {}).get('loss')):>10}"
+                 f"{_number(results.get('test', {}).get('loss')):>10}")  # fmt: skip
+    for name in SUMMARY_METRICS:
+        lines.append(f"{'test ' + name:<22}{_number(before.get(name)):>10}{_number(after.get(name)):>10}")
+    lines.append("")
+    for name in ("merged", "adapter", "eval_results.json", "predictions.jsonl", "samples.png", "finetune_config.yaml"):
+        if (output_dir / name).exists():
+            lines.append(f"{name:<22}{output_dir / name}")
+    return "\n".join(lines)
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}"

@@ -1,0 +1,161 @@
+"""`TSNPaliGemmaTrainer`: a Seq2SeqTrainer whose evaluation computes the loss on prompt + caption and GENERATES FROM
+THE PROMPT ONLY (the `gen_*` tensors of `TSNPaliGemmaEvalCollator`), then scores the captions against all 5
+references with the project's coco-caption metrics, overall and per source."""
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import GenerationConfig, Seq2SeqTrainer
+
+from metrics import caption_metrics, flatten_metrics
+from processing import postprocess_caption
+
+logger = logging.getLogger(__name__)
+
+GENERATION_KEYS = ("gen_input_ids", "gen_attention_mask", "gen_token_type_ids")
+
+
+def causal_lm_loss(outputs, labels: torch.Tensor, num_items_in_batch=None, label_smoothing: float = 0.0):
+    """Next-token cross entropy with label smoothing, labels SHIFTED by one.
+
+    transformers' LabelSmoother shifts only for model classes it knows as causal LMs; this custom class is not one,
+    so the Trainer would smooth against unshifted labels. Summed and divided by the batch's label count (or by
+    `num_items_in_batch` under gradient accumulation), as the model's own loss is.
+    """
+    logits = outputs.logits[:, :-1, :].float()  # (B, S-1, V): position t predicts token t+1
+    targets = labels[:, 1:].to(logits.device)  # (B, S-1)
+    loss = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        targets.reshape(-1),
+        ignore_index=-100,
+        label_smoothing=label_smoothing,
+        reduction="sum",
+    )
+    count = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum()
+    return loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
+
+
+class CaptionScorer:
+    """`compute_metrics`: decode generated tokens, match them to their rows by `row_index`, score, keep the records.
+
+    `rows` (set by the trainer before each evaluation) is the evaluated split; only its `filename`, `source` and
+    `captions` columns are read, so no image is decoded here.
+    """
+
+    def __init__(self, processor, prompt: str):
+        self.processor = processor
+        self.prompt = prompt
+        self.rows = None
+        self.last_result: dict | None = None
+        self.last_records: list[dict] = []
+
+    def __call__(self, prediction) -> dict[str, float]:
+        tokens = torch.as_tensor(prediction.predictions)
+        tokens = tokens.masked_fill(tokens < 0, self.processor.tokenizer.pad_token_id)  # -100: cross-batch padding
+        indices = torch.as_tensor(prediction.label_ids).reshape(-1).tolist()
+        texts = self.processor.batch_decode(tokens, skip_special_tokens=True)
+        by_index = {}
+        for index, text in zip(indices, texts):
+            by_index.setdefault(index, postprocess_caption(text, self.prompt))  # duplicates: distributed padding
+        columns = self.rows.select_columns(["filename", "source", "captions"])
+        if sorted(by_index) != list(range(len(columns))):
+            raise RuntimeError(f"evaluation returned rows {sorted(by_index)[:10]}..., expected 0..{len(columns) - 1}")
+        self.last_records = [
+            {"image": row["filename"], "source": row["source"], "prediction": by_index[index],
+             "references": list(row["captions"])}  # fmt: skip
+            for index, row in enumerate(columns)
+        ]
+        self.last_result = caption_metrics(
+            [record["prediction"] for record in self.last_records],
+            [record["references"] for record in self.last_records],
+            groups=[record["source"] for record in self.last_records],
+        )
+        return flatten_metrics(self.last_result)
+
+
+class TSNPaliGemmaTrainer(Seq2SeqTrainer):
+    """Seq2SeqTrainer for TSN-PaliGemma captioning.
+
+    - loss: `causal_lm_loss` (shifted, label-smoothed with `label_smoothing_factor`);
+    - evaluation: loss on prompt + caption 1, captions generated from `"<image>" + prompt` alone with
+      `caption_generation_config`, scored by `CaptionScorer` (CIDEr picks the best checkpoint);
+    - after each evaluation on the main process: `{split}_predictions.jsonl` and `eval_results.json[split]`.
+    """
+
+    def __init__(self, *args, caption_generation_config: GenerationConfig, scorer: CaptionScorer, **kwargs):
+        smoothing = kwargs["args"].label_smoothing_factor
+        kwargs.setdefault(
+            "compute_loss_func",
+            lambda outputs, labels, num_items_in_batch=None: causal_lm_loss(
+                outputs, labels, num_items_in_batch, label_smoothing=smoothing
+            ),
+        )
+        super().__init__(*args, compute_metrics=scorer, **kwargs)
+        self.caption_generation_config = caption_generation_config
+        self.scorer = scorer
+        self.split_names = {}
+
+    # Evaluation entry points: remember which split is scored, for the scorer and the files.
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval", **kwargs):
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        self.scorer.rows = dataset
+        metrics = super().evaluate(dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix, **kwargs)
+        self._write_split(self.split_names.get(metric_key_prefix, metric_key_prefix), metrics, metric_key_prefix)
+        return metrics
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test", **kwargs):
+        self.scorer.rows = test_dataset
+        output = super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix, **kwargs)
+        self._write_split(self.split_names.get(metric_key_prefix, metric_key_prefix), output.metrics,
+                          metric_key_prefix)  # fmt: skip
+        return output
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = {key: value for key, value in inputs.items() if key not in (*GENERATION_KEYS, "row_index")}
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        inputs = self._prepare_inputs(inputs)
+        row_index = inputs.pop("row_index", None)
+        generation_inputs = {key[len("gen_") :]: inputs.pop(key) for key in GENERATION_KEYS if key in inputs}
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs).detach() if "labels" in inputs else None
+        if prediction_loss_only or not self.args.predict_with_generate or not generation_inputs:
+            return loss, None, None
+        if row_index is None:
+            raise ValueError("evaluation rows need a row_index column (finetuning.data.load_splits adds it)")
+        prompt_length = generation_inputs["input_ids"].shape[1]
+        generator = self.accelerator.unwrap_model(self.model)
+        with torch.no_grad():
+            # Prompt only: the reference caption is never part of the generation input.
+            sequences = generator.generate(
+                **generation_inputs,
+                pixel_values=inputs["pixel_values"],
+                generation_config=self.caption_generation_config,
+            )
+        new_tokens = sequences[:, prompt_length:]  # (B, <= max_new_tokens): generate returns the prompt too
+        return loss, new_tokens, row_index
+
+    def _write_split(self, split: str, metrics: dict, prefix: str) -> None:
+        if not self.is_world_process_zero() or self.scorer.last_result is None:
+            return
+        output_dir = Path(self.args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        name = "predictions.jsonl" if split == "test" else f"{split}_predictions.jsonl"
+        with open(output_dir / name, "w") as handle:
+            for record in self.scorer.last_records:
+                handle.write(json.dumps(record) + "\n")
+        results_path = output_dir / "eval_results.json"
+        results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+        results[split] = {
+            "loss": metrics.get(f"{prefix}_loss"),
+            "num_samples": len(self.scorer.last_records),
+            **self.scorer.last_result,
+        }
+        if self.state.global_step:
+            results[split]["step"] = self.state.global_step
+        results_path.write_text(json.dumps(results, indent=2) + "\n")
+        self.scorer.last_result = None

@@ -1,0 +1,214 @@
+"""finetune.py's pieces in-process: arguments (YAML + overrides, round trip), fail-fast errors before any model is
+loaded, the shifted label-smoothed loss, prompt-only generation in evaluation, scoring against all 5 references."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoProcessor
+
+import finetune
+from dataset_builder import load_risc
+from finetuning.arguments import ConfigError, parse_finetune_args, resolved_config, write_config
+from finetuning.data import CaptionCollator
+from finetuning.outputs import last_complete_checkpoint
+from finetuning.trainer import CaptionScorer, causal_lm_loss
+from metrics import caption_metrics, flatten_metrics
+from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO = str(REPO_ROOT / "configs" / "demo.yaml")
+SAMPLE = str(REPO_ROOT / "dataset_builder" / "sample")
+
+
+def test_yaml_then_cli_overrides():
+    args = parse_finetune_args([DEMO, "--learning_rate", "1e-3", "--tsn_segment_scales", "1x1,3x3", "--dataset_dir",
+                                SAMPLE])  # fmt: skip
+    assert args.training.learning_rate == 1e-3  # the CLI wins over the YAML's 0.005
+    assert args.model.quantization == "4bit" and args.model.lora_r == 32 and args.generation.num_beams == 4
+    assert args.tsn.overrides()["tsn_segment_scales"] == [[1, 1], [3, 3]]
+    assert args.training.remove_unused_columns is False and args.training.metric_for_best_model == "cider"
+    assert "learning_rate" in args.explicit and "tsn_segment_scales" in args.explicit
+
+
+def test_resolved_config_parses_back_to_the_same_arguments(tmp_path):
+    args = parse_finetune_args([DEMO, "--dataset_dir", SAMPLE, "--tsn_fusion", "ratio", "--report_to", "none"])
+    write_config(resolved_config(args, tsn_backbone="resnet18", tsn_generation_ratio=None), tmp_path / "cfg.yaml")
+    again = parse_finetune_args([str(tmp_path / "cfg.yaml")])
+    for name in args.explicit:
+        group = next(group for group in args[:-1] if hasattr(group, name))
+        assert getattr(next(g for g in again[:-1] if hasattr(g, name)), name) == getattr(group, name), name
+    assert again.tsn.tsn_backbone == "resnet18" and again.tsn.tsn_generation_ratio is None
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Any model load fails the test: fail-fast errors must come before it."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a model was loaded before the argument check failed")
+
+    monkeypatch.setattr(TSNPaliGemmaForConditionalGeneration, "from_base_pretrained", forbidden)
+    monkeypatch.setattr(TSNPaliGemmaForConditionalGeneration, "from_pretrained", forbidden)
+    monkeypatch.setattr(AutoProcessor, "from_pretrained", forbidden)
+
+
+FAIL_FAST_CASES = {
+    "missing data folder": (["--dataset_dir", "/nonexistent/RISC"], "dataset_dir='/nonexistent/RISC' does not exist"),
+    "invalid TSN option": (["--tsn_integration", "sideways"], "tsn_integration"),
+    "invalid scales": (["--tsn_segment_scales", "2by2"], "'2by2' is not ROWSxCOLS"),
+    "invalid quantization": (["--quantization", "3bit"], "quantization='3bit' is invalid"),
+    "unknown argument": (["--learning_rat", "1e-3"], "Unknown arguments"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAIL_FAST_CASES))
+def test_fail_fast_before_any_model_is_loaded(case, no_model_loading, capsys):
+    extra, message = FAIL_FAST_CASES[case]
+    assert finetune.main([DEMO, "--dataset_dir", SAMPLE, *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_fail_fast_push_to_hub_without_token(no_model_loading, monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # no saved login
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "stored_tokens"))
+    argv = [DEMO, "--dataset_dir", SAMPLE, "--push_to_hub", "true", "--hub_model_id", "someone/tsn-demo"]
+    assert finetune.main(argv) == 2
+    error = capsys.readouterr().err
+    assert "no Hugging Face token" in error and "hf auth login" in error
+
+
+def test_fail_fast_4bit_without_bitsandbytes(no_model_loading, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
+    assert finetune.main([DEMO, "--dataset_dir", SAMPLE, "--quantization", "4bit"]) == 2
+    error = capsys.readouterr().err
+    assert "needs bitsandbytes" in error and "--quantization none" in error
+
+
+def test_fail_fast_missing_config_file(no_model_loading, capsys):
+    assert finetune.main(["configs/nope.yaml"]) == 2
+    assert "configs/nope.yaml' does not exist" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_model_and_processor(tiny_checkpoint):
+    folder = tiny_checkpoint()
+    torch.manual_seed(0)
+    model = TSNPaliGemmaForConditionalGeneration.from_pretrained(folder).eval()
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    return model, processor
+
+
+@pytest.fixture(scope="module")
+def eval_rows():
+    test = load_risc(SAMPLE)["test"].select(range(3))
+    return [dict(row, row_index=index) for index, row in enumerate(test)]
+
+
+def test_loss_without_smoothing_equals_the_model_loss(tiny_model_and_processor, eval_rows):
+    model, processor = tiny_model_and_processor
+    batch = CaptionCollator.build(processor, "caption en", "first", None).train_collator(eval_rows)
+    with torch.no_grad():
+        outputs = model(**batch)
+        ours = causal_lm_loss(outputs, batch["labels"])
+        smoothed = causal_lm_loss(outputs, batch["labels"], label_smoothing=0.1)
+    torch.testing.assert_close(ours, outputs.loss, rtol=1e-5, atol=1e-6)
+    # Label smoothing on the SHIFTED labels: by hand, eps/V on every class plus (1 - eps) on the target.
+    logits, targets = outputs.logits[:, :-1].float(), batch["labels"][:, 1:]
+    log_probs = torch.log_softmax(logits, dim=-1)[targets != -100]
+    kept = targets[targets != -100]
+    by_hand = -(0.9 * log_probs.gather(1, kept[:, None]).squeeze(1) + 0.1 * log_probs.mean(dim=-1)).mean()
+    torch.testing.assert_close(smoothed, by_hand, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eval_rows, tmp_path):
+    model, processor = tiny_model_and_processor
+    args = parse_finetune_args([DEMO, "--dataset_dir", SAMPLE, "--output_dir", str(tmp_path), "--use_cpu", "true"])
+    splits = {"train": None, "val": eval_rows}
+    trainer = finetune.build_trainer(args, model, processor, splits)
+    collator = trainer.data_collator
+    batch = collator(eval_rows)
+    captured = {}
+    real_generate = model.generate
+
+    def spy(**kwargs):
+        captured.update(kwargs)
+        captured["sequences"] = real_generate(**kwargs)
+        return captured["sequences"]
+
+    model.generate = spy
+    try:
+        loss, tokens, row_index = trainer.prediction_step(model, batch, prediction_loss_only=False)
+    finally:
+        del model.generate
+    prompt_ids = processor(text="<image>caption en", images=eval_rows[0]["image"], return_tensors="pt")["input_ids"]
+    # The generation input is exactly "<image>" + prompt, for every row; no caption token is in it.
+    assert torch.equal(captured["input_ids"], prompt_ids.expand(len(eval_rows), -1))
+    caption_ids = set(batch["input_ids"][batch["labels"] != -100].tolist()) - set(prompt_ids[0].tolist())
+    assert caption_ids and not caption_ids & set(captured["input_ids"].flatten().tolist())
+    assert captured["generation_config"].num_beams == 4 and captured["generation_config"].max_new_tokens == 20
+    # What comes back is only the new tokens: generate's output minus the prompt.
+    assert torch.equal(tokens, captured["sequences"][:, prompt_ids.shape[1] :])
+    assert row_index.flatten().tolist() == [0, 1, 2]
+    torch.testing.assert_close(loss, causal_lm_loss(model(**CaptionCollator.build(
+        processor, "caption en", "first", None).train_collator(eval_rows)), batch["labels"],
+        label_smoothing=0.1))  # fmt: skip
+
+
+def test_scorer_uses_all_five_references_and_restores_row_order(tiny_model_and_processor, eval_rows):
+    model, processor = tiny_model_and_processor
+    predictions = ["many buildings are near a road .", "a playground is surrounded by trees .", "farmland ."]
+    token_rows = [processor.tokenizer(text, add_special_tokens=False)["input_ids"] for text in predictions]
+    width = max(len(row) for row in token_rows)
+    tokens = torch.full((3, width + 2), -100)  # -100: the Trainer's cross-batch padding
+    for index, row in enumerate(token_rows):
+        tokens[index, : len(row)] = torch.tensor(row)
+    order = [2, 0, 1]  # as a distributed gather may return them
+    scorer = CaptionScorer(processor, "caption en")
+    scorer.rows = load_risc(SAMPLE)["test"].select(range(3))
+
+    class Prediction:
+        predictions = tokens[order]
+        label_ids = torch.tensor([[index] for index in order])
+
+    flat = scorer(Prediction())
+    references = [list(row["captions"]) for row in eval_rows]
+    assert all(len(refs) == 5 for refs in references)
+    expected = caption_metrics(predictions, references, groups=[row["source"] for row in eval_rows])
+    assert flat == flatten_metrics(expected)
+    assert [record["prediction"] for record in scorer.last_records] == predictions
+    first_only = caption_metrics(predictions, [refs[:1] for refs in references])
+    assert first_only["overall"]["cider"] != expected["overall"]["cider"]
+
+
+def test_last_complete_checkpoint_skips_one_cut_off_while_saving(tmp_path):
+    for step, complete in ((4, True), (8, True), (12, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-8")
+    assert last_complete_checkpoint(tmp_path / "absent") is None
+
+
+@pytest.mark.parametrize("name", ["risc_paligemma_3b", "risc_paligemma2_3b"])
+def test_real_recipes_parse_with_the_seed_settings(name):
+    path = str(REPO_ROOT / "configs" / f"{name}.yaml")
+    if not torch.cuda.is_available():  # bf16 training needs a GPU, or an explicit CPU run
+        with pytest.raises(ConfigError, match="bf16"):
+            parse_finetune_args([path, "--dataset_dir", SAMPLE])
+    args = parse_finetune_args([path, "--dataset_dir", SAMPLE, "--use_cpu", str(not torch.cuda.is_available())])
+    assert args.model.model_name_or_path.startswith("google/paligemma")
+    assert (args.model.quantization, args.model.lora_r, args.model.lora_alpha, args.model.lora_dropout) == (
+        "4bit", 32, 64, 0.1)  # fmt: skip
+    assert args.tsn.overrides()["tsn_segment_scales"] == [[1, 1], [2, 2]] and args.tsn.tsn_backbone == "resnet18"
+    training = args.training
+    assert training.per_device_train_batch_size * training.gradient_accumulation_steps == 16
+    assert (training.weight_decay, training.label_smoothing_factor, training.bf16) == (0.05, 0.1, True)
+    assert args.generation.num_beams == 4 and training.load_best_model_at_end and training.activation_checkpointing

@@ -1,0 +1,200 @@
+"""model_card.py: the README.md of a published TSN-PaliGemma parses as a Hub model card, its model-index holds exactly
+eval_results.json's test scores, its body carries results (with the zero-shot baseline), TSN settings, training
+recipe, cost, samples, usage code and citations, and it never contains a local path."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from fake_hub import validate_card_metadata
+from huggingface_hub import ModelCard
+
+from configuration_tsn_paligemma import TSNPaliGemmaConfig
+from metrics import caption_metrics, java_available
+from model_card import is_hub_id, looks_like_local_path, render_model_card
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = REPO_ROOT / "dataset_builder" / "sample"
+REPO_ID = "alice/tsn-paligemma-risc"
+BASE = "google/paligemma-3b-pt-224"
+
+
+def _rows(split: str) -> list[dict]:
+    with (SAMPLE_DIR / "captions.csv").open(newline="", encoding="utf-8") as handle:
+        return [row for row in csv.DictReader(handle) if row["split"] == split]
+
+
+def _results(sets: dict[str, tuple[list[str], list[list[str]], list[str]]]) -> dict:
+    """eval_results.json entries from ONE caption_metrics call: each item is scored once in its set and once in its
+    set/source group (caption_metrics scores every group as if alone)."""
+    predictions, references, groups = [], [], []
+    for name, (preds, refs, sources) in sets.items():
+        for prediction, reference, source in zip(preds, refs, sources):
+            for group in (name, f"{name}/{source}"):
+                predictions.append(prediction)
+                references.append(reference)
+                groups.append(group)
+    metrics = ("bleu", "meteor", "rouge", "cider") if java_available() else ("bleu", "rouge", "cider")
+    scores = caption_metrics(predictions, references, groups=groups, metrics=metrics)["groups"]
+    return {name: {"loss": 1.25, "num_samples": len(sets[name][0]), "overall": scores[name],
+                   "groups": {g.split("/")[1]: v for g, v in scores.items() if g.startswith(name + "/")}}
+            for name in sets}  # fmt: skip
+
+
+def fabricate_card_inputs(output_dir: Path, base: str, baseline: bool = True) -> Path:
+    """What model_card reads from a finetune.py output_dir, with real scores: every test image's first human caption
+    as "prediction" against the other four (leave-one-out), and a constant caption as the zero-shot baseline."""
+    test, val = _rows("test"), _rows("val")[:4]
+    refs = [[row[f"caption_{i}"] for i in range(2, 6)] for row in test]
+    sets = {"test": ([row["caption_1"] for row in test], refs, [row["source"] for row in test]),
+            "val": ([row["caption_1"] for row in val], [[row[f"caption_{i}"] for i in range(2, 6)] for row in val],
+                    [row["source"] for row in val])}  # fmt: skip
+    if baseline:
+        sets["baseline_test"] = (["many buildings and green trees are around ."] * len(test), refs, sets["test"][2])
+    (output_dir / "merged").mkdir(parents=True)
+    (output_dir / "eval_results.json").write_text(json.dumps(_results(sets), indent=2))
+    config = TSNPaliGemmaConfig(tsn_integration="enhanced", tsn_backbone="resnet18", tsn_fusion="gated")
+    config.to_json_file(output_dir / "merged" / "config.json")
+    processor = {"image_processor": {"image_seq_length": 256, "size": {"height": 224, "width": 224}},
+                 "processor_class": "PaliGemmaProcessor"}  # fmt: skip
+    (output_dir / "merged" / "processor_config.json").write_text(json.dumps(processor))
+    finetune_config = {
+        "model_name_or_path": base, "quantization": "4bit", "lora_r": 32, "lora_alpha": 64, "lora_dropout": 0.1,
+        "learning_rate": 0.0002, "num_train_epochs": 5, "per_device_train_batch_size": 8,
+        "gradient_accumulation_steps": 2, "weight_decay": 0.01, "label_smoothing_factor": 0.1, "num_beams": 4,
+        "max_new_tokens": 30, "prompt": "caption en", "dataset_dir": str(SAMPLE_DIR), "output_dir": str(output_dir),
+        "bf16": True, "seed": 42, "an_unknown_key": {"nested": str(output_dir)}, "tsn_integration": "enhanced",
+    }  # fmt: skip
+    (output_dir / "finetune_config.yaml").write_text(yaml.safe_dump(finetune_config))
+    predictions = [{"image": row["image"], "source": row["source"], "prediction": row["caption_1"],
+                    "references": [row[f"caption_{i}"] for i in range(1, 6)]} for row in test]  # fmt: skip
+    (output_dir / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in predictions))
+    (output_dir / "samples.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    characteristics = {"total_parameters": 2_923_335_408, "trainable_parameters": 51_700_000,
+                       "gflops_per_caption": 1641.63, "latency_ms_mean": 47.25, "latency_ms_p95": 61.5,
+                       "num_images": 64, "num_beams": 4, "max_new_tokens": 30, "device": "NVIDIA H100 80GB HBM3",
+                       "dtype": "bfloat16"}  # fmt: skip
+    (output_dir / "characteristics.json").write_text(json.dumps(characteristics))
+    return output_dir
+
+
+@pytest.fixture(scope="module")
+def output_dir(tmp_path_factory) -> Path:
+    return fabricate_card_inputs(tmp_path_factory.mktemp("card") / "run", base=BASE)
+
+
+@pytest.fixture(scope="module")
+def card_text(output_dir) -> str:
+    return render_model_card(output_dir, REPO_ID, adapter_only=False, base_model=None)
+
+
+def test_metadata_parses_and_model_index_equals_eval_results(output_dir, card_text, tmp_path):
+    (tmp_path / "README.md").write_text(card_text)
+    for card in (ModelCard(card_text), ModelCard.load(tmp_path / "README.md")):
+        data = card.data
+        assert data.license == "gemma" and data.pipeline_tag == "image-text-to-text"
+        assert data.library_name == "transformers" and data.base_model == BASE
+        assert {"remote-sensing", "image-captioning", "paligemma", "tsn", "qlora", "tsn-enhanced"} <= set(data.tags)
+        assert data.datasets == ["RISC"]
+        assert data.widget == [{"src": f"https://huggingface.co/{REPO_ID}/resolve/main/example.jpg",
+                                "text": "<image>caption en", "example_title": "aerial image"}]  # fmt: skip
+        test = json.loads((output_dir / "eval_results.json").read_text())["test"]
+        expected = {("all", key): value for key, value in test["overall"].items()}
+        expected |= {(group.lower(), key): value for group, scores in test["groups"].items()
+                     for key, value in scores.items()}  # fmt: skip
+        got = {(result.dataset_config, result.metric_type): result.metric_value for result in data.eval_results}
+        assert got == expected  # exactly the json's floats, overall and per source
+        assert len(got) == 7 * (1 + len(test["groups"])) if java_available() else len(got) == 6 * 4
+        assert {result.dataset_split for result in data.eval_results} == {"test"}
+        assert 0 < test["overall"]["cider"] and test["overall"]["bleu_1"] > 0.3  # real, non-trivial scores
+    assert validate_card_metadata(card_text) == []  # what the Hub's validate-yaml checks
+
+
+def test_body_has_results_settings_recipe_cost_usage_and_citations(output_dir, card_text):
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    test, baseline = results["test"], results["baseline_test"]
+    lines = card_text.splitlines()
+    overall = next(line for line in lines if line.startswith("| **test, all sources** |"))
+    assert f"| {test['overall']['bleu_4']:.4f} |" in overall and f"| {test['overall']['cider']:.4f} |" in overall
+    zero_shot = lines[lines.index(overall) + 1]
+    assert zero_shot.startswith("| zero-shot base |") and f"| {baseline['overall']['cider']:.4f} |" in zero_shot
+    for group, name in (("NWPU", "NWPU-Captions"), ("RSICD", "RSICD"), ("UCM", "UCM-Captions")):
+        row = next(line for line in lines if line.startswith(f"| **test, {name}** |"))
+        assert f"| {test['groups'][group]['rouge_l']:.4f} |" in row
+        assert lines[lines.index(row) + 1].startswith("| zero-shot base |")
+    assert "| segment grids | 1x1, 2x2 |" in card_text and "| backbone | resnet18 |" in card_text
+    assert "| image tokens | 256 |" in card_text and "`gated`" in card_text
+    assert "LoRA r=32, alpha=64, dropout 0.1" in card_text and "| learning rate | 0.0002 |" in card_text
+    assert "| gradient accumulation | 2 |" in card_text and "| generation (evaluation) | 4 beams" in card_text
+    assert "an_unknown_key" not in card_text
+    assert "| parameters | 2.92 B |" in card_text and "| GFLOPs per caption | 1641.6 |" in card_text
+    assert "| latency per image, mean | 47.2 ms |" in card_text or "| latency per image, mean | 47.3 ms |" in card_text
+    assert "Measured on NVIDIA H100 80GB HBM3, bfloat16, over 64 test images" in card_text
+    assert "![Test images with the model's caption and a reference caption](samples.png)" in card_text
+    assert "trust_remote_code=True" in card_text and 'revision = "main"' in card_text and "commit sha" in card_text
+    assert f'pipeline("image-text-to-text", model="{REPO_ID}", revision="main", trust_remote_code=True)' in card_text
+    assert "max_new_tokens=30, num_beams=4" in card_text
+    for key in ("beyer2024paligemma", "wang2016tsn", "dettmers2023qlora", "lu2018rsicd", "qu2016ucm",
+                "cheng2022nwpu"):  # fmt: skip
+        assert f"{{{key}," in card_text
+    assert "## Limitations" in card_text
+
+
+def test_no_local_path_in_the_card(tmp_path, monkeypatch):
+    base_dir = tmp_path / "checkpoints" / "paligemma-local"
+    base_dir.mkdir(parents=True)
+    output_dir = fabricate_card_inputs(tmp_path / "run", base=str(base_dir))
+    text = render_model_card(output_dir, REPO_ID, adapter_only=False, base_model=None)
+    for path in (str(tmp_path), str(SAMPLE_DIR), "/tmp/"):
+        assert path not in text
+    assert ModelCard(text).data.base_model is None and "a local PaliGemma checkpoint" in text
+    # a relative path that exists here is local too, although it has a Hub id's shape
+    monkeypatch.chdir(tmp_path)
+    assert looks_like_local_path("checkpoints/paligemma-local") and not is_hub_id("checkpoints/paligemma-local")
+    assert is_hub_id(BASE) and not looks_like_local_path(BASE) and is_hub_id("gpt2")
+    assert not is_hub_id("/abs/path") and not is_hub_id("a/b/c") and not is_hub_id("C:\\models\\pg")
+
+
+def test_baseline_from_a_file_or_absent(tmp_path, output_dir):
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    zero_shot_run = tmp_path / "zero-shot" / "eval_results.json"
+    zero_shot_run.parent.mkdir()
+    zero_shot_run.write_text(json.dumps({"test": results["baseline_test"], "val": results["val"]}))
+    bare = fabricate_card_inputs(tmp_path / "no-baseline", base=BASE, baseline=False)
+    text = render_model_card(bare, REPO_ID, adapter_only=False, base_model=None)
+    assert "| zero-shot base |" not in text and "No zero-shot baseline" in text
+    for baseline in (str(zero_shot_run), results["baseline_test"]):
+        text = render_model_card(bare, REPO_ID, adapter_only=False, base_model=None, baseline_results=baseline)
+        assert f"| zero-shot base | {results['baseline_test']['num_samples']} |" in text
+        assert f"{results['baseline_test']['overall']['cider']:.4f}" in text
+    with pytest.raises(FileNotFoundError, match="--baseline_results .* does not exist"):
+        render_model_card(bare, REPO_ID, baseline_results=str(tmp_path / "missing.json"))
+
+
+def test_adapter_card_points_to_the_base_and_the_revision(output_dir):
+    text = render_model_card(output_dir, REPO_ID, adapter_only=True, base_model=BASE, revision="v2")
+    data = ModelCard(text).data
+    assert data.library_name == "peft" and data.base_model == BASE and data.base_model_relation == "adapter"
+    assert {"peft", "lora"} <= set(data.tags) and getattr(data, "widget", None) is None  # adapters: no widget
+    assert f'base_model = "{BASE}"' in text and 'revision = "v2"' in text
+    assert "from_base_pretrained(base_model" in text and "PeftModel.from_pretrained(model, repo_id" in text
+    assert 'tsn_options["tsn_pretrained_backbone"] = False' in text
+
+
+def test_optional_outputs_missing_and_errors(tmp_path):
+    output_dir = fabricate_card_inputs(tmp_path / "run", base=BASE)
+    for name in ("characteristics.json", "predictions.jsonl", "samples.png"):
+        (output_dir / name).unlink()
+    text = render_model_card(output_dir, REPO_ID, base_model=None)
+    assert "characteristics.json was absent" in text and "samples.png" not in text
+    assert getattr(ModelCard(text).data, "widget", None) is None  # no example image without predictions
+    with pytest.raises(ValueError, match="--base_model 'not a hub id' is not a Hub model id"):
+        render_model_card(output_dir, REPO_ID, base_model="not a hub id")
+    (output_dir / "eval_results.json").write_text(json.dumps({"val": {}}))
+    with pytest.raises(ValueError, match="no test scores"):
+        render_model_card(output_dir, REPO_ID)
+    (output_dir / "eval_results.json").unlink()
+    with pytest.raises(FileNotFoundError, match="eval_results.json is missing .* run finetune.py first"):
+        render_model_card(output_dir, REPO_ID)
