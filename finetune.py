@@ -171,11 +171,22 @@ def run(args, callbacks=None) -> dict:
     if trainer.is_world_process_zero():
         write_json(summary, output_dir / "training_summary.json")
         if push:
-            from push_to_hub import publish
-
-            publish(output_dir, repo_id=training.hub_model_id, token=training.hub_token,
-                    private=bool(training.hub_private_repo))  # fmt: skip
+            summary["pushed"] = push_outputs(output_dir, training)
     return summary
+
+
+def push_outputs(output_dir: Path, training) -> bool:
+    """Publish the merged model with push_to_hub.py; a failure keeps the outputs and says how to retry."""
+    from push_to_hub import PushToHubError, publish
+
+    try:
+        publish(output_dir, repo_id=training.hub_model_id, token=training.hub_token,
+                private=bool(training.hub_private_repo))  # fmt: skip
+    except PushToHubError as error:
+        logger.error("%s\nThe outputs are kept; retry with: python push_to_hub.py %s --repo_id %s", error, output_dir,
+                     training.hub_model_id)  # fmt: skip
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None, callbacks=None) -> int:
@@ -189,7 +200,7 @@ def main(argv: list[str] | None = None, callbacks=None) -> int:
     summary = run(args, callbacks=callbacks)
     if args.training.process_index == 0 and not args.run.hpo_trials:
         print(summary_table(args.training.output_dir, summary))
-    return 0
+    return 1 if summary.get("pushed") is False else 0
 
 
 if __name__ == "__main__":

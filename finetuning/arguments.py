@@ -276,17 +276,13 @@ def _cuda() -> bool:
 
 
 def check_hub_token(training: TSNTrainingArguments) -> None:
-    from huggingface_hub import get_token
+    """What publishing at the end needs (a valid repo id, online mode, a token), checked before training starts."""
+    from push_to_hub import PushToHubError, preflight
 
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        raise ConfigError("push_to_hub is set but HF_HUB_OFFLINE=1. Fix: unset HF_HUB_OFFLINE (make exports it).")
-    if not training.hub_model_id:
-        raise ConfigError("push_to_hub needs --hub_model_id USER/NAME (the repo to create or update).")
-    if not (training.hub_token or get_token()):
-        raise ConfigError(
-            "push_to_hub is set but no Hugging Face token was found. Fix: `hf auth login`, set HF_TOKEN, or pass "
-            "--hub_token."
-        )
+    try:
+        preflight(training.hub_model_id, training.hub_token)
+    except PushToHubError as error:
+        raise ConfigError(f"push_to_hub is set, but: {error}") from error
 
 
 def resolved_config(args: FinetuneArguments, **updates) -> dict:

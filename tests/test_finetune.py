@@ -71,17 +71,18 @@ def test_fail_fast_before_any_model_is_loaded(case, no_model_loading, capsys):
 
 
 def test_fail_fast_push_to_hub_without_token(no_model_loading, monkeypatch, tmp_path, capsys):
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path))  # no saved login
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     import huggingface_hub.constants as constants
 
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))  # no saved login
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "stored_tokens"))
     argv = [DEMO, "--dataset_dir", SAMPLE, "--push_to_hub", "true", "--hub_model_id", "someone/tsn-demo"]
     assert finetune.main(argv) == 2
     error = capsys.readouterr().err
-    assert "no Hugging Face token" in error and "hf auth login" in error
+    assert "No Hugging Face token" in error and "hf auth login" in error
+    assert finetune.main([*argv[:-1], "not a repo id"]) == 2
+    assert "is not a valid Hub repo id" in capsys.readouterr().err
 
 
 def test_fail_fast_4bit_without_bitsandbytes(no_model_loading, monkeypatch, capsys):

@@ -166,3 +166,43 @@ def test_hpo_writes_a_best_config_that_trains(tiny_base, tmp_path):
     trained = Path(best["output_dir"])
     assert (trained / "adapter" / "adapter_model.safetensors").is_file()
     assert yaml.safe_load((trained / "finetune_config.yaml").read_text())["lora_r"] == best["lora_r"]
+
+
+def test_demo_output_publishes_a_model_that_loads_and_reproduces_its_predictions(demo_run, tmp_path):
+    """Issue 6, must-show 1, on a REAL finetune.py output: `push_to_hub.py --dry_run` writes the card, weights, config
+    with auto_map, both code files and the processor; the card's model-index equals eval_results.json; the export
+    loads in a fresh process as Hub code and reproduces predictions.jsonl."""
+    from huggingface_hub import ModelCard
+
+    import push_to_hub
+
+    output_dir, _ = demo_run
+    export = tmp_path / "export"
+    assert push_to_hub.main([str(output_dir), "--repo_id", "someone/tsn-demo", "--dry_run", str(export)]) == 0
+    for name in ("README.md", "model.safetensors", "config.json", "generation_config.json",
+                 "modeling_tsn_paligemma.py", "configuration_tsn_paligemma.py", "processor_config.json",
+                 "tokenizer.json", "tokenizer_config.json", "samples.png", "eval_results.json"):  # fmt: skip
+        assert (export / name).is_file(), name
+    assert json.loads((export / "config.json").read_text())["auto_map"]["AutoModelForImageTextToText"]
+    card_text = (export / "README.md").read_text()
+    assert str(output_dir) not in card_text and str(REPO_ROOT) not in card_text and "/tmp/" not in card_text
+    card = ModelCard(card_text)
+    test = json.loads((output_dir / "eval_results.json").read_text())["test"]
+    expected = {("all", key): value for key, value in test["overall"].items()}
+    expected.update({(group.lower(), key): value for group, scores in test["groups"].items()
+                     for key, value in scores.items()})  # fmt: skip
+    assert {(result.dataset_config, result.metric_type): result.metric_value
+            for result in card.data.eval_results} == expected  # fmt: skip
+    assert card.data.pipeline_tag == "image-text-to-text" and "remote-sensing" in card.data.tags
+
+    out = tmp_path / "reproduced.json"
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
+    completed = subprocess.run(
+        [sys.executable, "-I", str(REPO_ROOT / "tests" / "finetune_reproduce_worker.py"), str(export),
+         str(SAMPLE / "resized"), str(output_dir / "predictions.jsonl"), "8", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    saved = [json.loads(line)["prediction"] for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
+    assert [postprocess_caption(text, "caption en") for text in json.loads(out.read_text())["texts"]] == saved
