@@ -14,11 +14,17 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
 import transformers
 from transformers import GenerationConfig, set_seed
 
-from finetuning.arguments import ConfigError, parse_finetune_args, resolve_quantization, resolved_config, write_config
+from finetuning.arguments import (
+    ConfigError,
+    on_cuda,
+    parse_finetune_args,
+    resolve_quantization,
+    resolved_config,
+    write_config,
+)
 from finetuning.data import CaptionCollator, load_splits
 from finetuning.model_setup import (
     count_parameters,
@@ -31,7 +37,6 @@ from finetuning.outputs import last_complete_checkpoint, summary_table, training
 from finetuning.trainer import CaptionScorer, TSNPaliGemmaTrainer
 
 logger = logging.getLogger("finetune")
-SPLIT_NAMES = {"eval": "val", "test": "test", "baseline": "baseline_test"}
 
 
 def tsn_settings(config) -> dict:
@@ -68,7 +73,6 @@ def build_trainer(args, model, processor, splits, callbacks=None, model_init=Non
         scorer=CaptionScorer(processor, data.prompt),
         callbacks=callbacks,
     )
-    trainer.split_names = dict(SPLIT_NAMES)
     return trainer
 
 
@@ -105,7 +109,7 @@ def evaluate_published(args, merged_dir: Path, processor, splits, output_dir: Pa
     published, and predictions.jsonl is what that model reproduces."""
     from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 
-    device = "cuda" if torch.cuda.is_available() and not args.training.use_cpu else "cpu"
+    device = "cuda" if on_cuda(args.training) else "cpu"
     model = TSNPaliGemmaForConditionalGeneration.from_pretrained(merged_dir).to(device).eval()
     trainer = build_trainer(args, model, processor, splits)
     if args.training.do_eval:
@@ -136,7 +140,7 @@ def run(args, callbacks=None) -> dict:
     training = args.training
     output_dir = Path(training.output_dir)
     set_seed(training.seed)
-    quantization = resolve_quantization(args.model.quantization, torch.cuda.is_available() and not training.use_cpu)
+    quantization = resolve_quantization(args.model.quantization, on_cuda(training))
     with training.main_process_first(desc="loading RISC"):  # one process builds the Arrow cache, the rest reuse it
         splits = load_splits(args.data)
     if args.run.hpo_trials:

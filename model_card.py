@@ -27,6 +27,8 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from dataset_builder import CITATION as RISC_CITATION
+
 logger = logging.getLogger(__name__)
 
 LICENSE = "gemma"  # every PaliGemma (1 and 2) checkpoint is under the Gemma terms; a fine-tune inherits them
@@ -61,7 +63,8 @@ TRAINING_KEYS = [  # (finetune_config.yaml key, label); only these are shown, ne
     ("fp16", "fp16"),
     ("seed", "seed"),
 ]
-CITATIONS = """\
+# The model's sources; the RISC sources (RSICD, UCM-Captions, NWPU-Captions) come from the dataset builder.
+MODEL_CITATIONS = """\
 @article{beyer2024paligemma,
   title   = {PaliGemma: A versatile 3B VLM for transfer},
   author  = {Beyer, Lucas and Steiner, Andreas and Pinto, Andr{\\'e} Susano and Kolesnikov, Alexander and others},
@@ -88,31 +91,7 @@ CITATIONS = """\
   booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
   year      = {2023}
 }
-@article{lu2018rsicd,
-  title   = {Exploring Models and Data for Remote Sensing Image Caption Generation},
-  author  = {Lu, Xiaoqiang and Wang, Binqiang and Zheng, Xiangtao and Li, Xuelong},
-  journal = {IEEE Transactions on Geoscience and Remote Sensing},
-  volume  = {56},
-  number  = {4},
-  pages   = {2183--2195},
-  year    = {2018},
-  note    = {arXiv:1712.07835 (2017)}
-}
-@inproceedings{qu2016ucm,
-  title     = {Deep Semantic Understanding of High Resolution Remote Sensing Image},
-  author    = {Qu, Bo and Li, Xuelong and Tao, Dacheng and Lu, Xiaoqiang},
-  booktitle = {International Conference on Computer, Information and Telecommunication Systems (CITS)},
-  pages     = {1--5},
-  year      = {2016}
-}
-@article{cheng2022nwpu,
-  title   = {NWPU-Captions Dataset and MLCA-Net for Remote Sensing Image Captioning},
-  author  = {Cheng, Qimin and Huang, Haiyan and Xu, Yuan and Zhou, Yuzhuo and Li, Huanying and Wang, Zhongyuan},
-  journal = {IEEE Transactions on Geoscience and Remote Sensing},
-  volume  = {60},
-  pages   = {1--19},
-  year    = {2022}
-}"""
+"""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?$")
 
@@ -606,7 +585,7 @@ PaliGemma (Beyer et al. 2024; PaliGemma 2: Steiner et al. 2024), TSN (Wang et al
 2023), RSICD (Lu et al. 2017/2018), UCM-Captions (Qu et al. 2016), NWPU-Captions (Cheng et al. 2022):
 
 ```bibtex
-{CITATIONS}
+{MODEL_CITATIONS}{RISC_CITATION.strip()}
 ```
 """
     text = f"---\n{card_data.to_yaml()}\n---\n{body}"

@@ -11,6 +11,7 @@ Needs a CUDA GPU (without one it prints a JSON line saying it skipped). Prints o
 """
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -118,15 +119,9 @@ def generation(folder: Path, integration: str) -> dict:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default="/tmp/pg3b", help="where the random bf16 checkpoint is written")
-    parser.add_argument("--steps", type=int, default=5, help="timed training steps (after 2 warm-up steps)")
-    args = parser.parse_args()
-    if not torch.cuda.is_available():  # `make bench` runs every script: report the skip, do not fail
-        print(json.dumps({"benchmark": "cuda_real_size", "skipped": "no CUDA GPU on this machine"}))
-        return
-    folder = Path(args.workdir)
+def real_size_checkpoint(workdir: str | Path) -> Path:
+    """A random bf16 TSN-PaliGemma of PaliGemma-3B-224's size in `workdir`, built on the GPU once and reused."""
+    folder = Path(workdir)
     if not (folder / "config.json").is_file():
         config = TSNPaliGemmaConfig(**REAL_SIZES["paligemma-3b-224"], tsn_pretrained_backbone=False,
                                     image_token_index=IMAGE_TOKEN)  # fmt: skip
@@ -135,6 +130,20 @@ def main() -> None:
             model = TSNPaliGemmaForConditionalGeneration(config).to(torch.bfloat16)
         model.save_pretrained(folder)
         del model
+        gc.collect()
+        torch.cuda.empty_cache()
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default="/tmp/pg3b", help="where the random bf16 checkpoint is written")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps (after 2 warm-up steps)")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():  # `make bench` runs every script: report the skip, do not fail
+        print(json.dumps({"benchmark": "cuda_real_size", "skipped": "no CUDA GPU on this machine"}))
+        return
+    folder = real_size_checkpoint(args.workdir)
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     for integration in ("direct", "enhanced"):
         results[integration] = {"train_4bit": train_steps(folder, integration, args.steps),

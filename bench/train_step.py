@@ -6,7 +6,7 @@
 
 Every integration is trained exactly like `finetune.py` trains it: `from_base_pretrained(base, tsn_integration=...)`
 quantized 4-bit NF4 (`qlora.quantization_config`), `qlora.apply_lora` (LoRA on the LM, gradient checkpointing, the
-segment encoder fully trained) plus `enable_input_require_grads`, AdamW on the trainable parameters; one step is
+segment encoder fully trained), AdamW on the trainable parameters; one step is
 forward + backward + optimizer step + zero_grad on the same batch of 4, after `warmup` untimed steps; the median of
 `steps` timed steps is reported.
 - `tiny_cpu` (always): the `direct` checkpoint of `scripts/make_tiny_checkpoint.py` as the base, fp32 compute, a
@@ -128,7 +128,6 @@ def load_training_model(base: str | Path, integration: str, dtype: torch.dtype, 
     config = model.config
     model = apply_lora(model, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"], quantized=True,
                        gradient_checkpointing=True)  # fmt: skip
-    model.enable_input_require_grads()  # as finetune.py does with activation checkpointing
     return model, config
 
 
@@ -257,26 +256,6 @@ def tiny_cpu(args: TrainStepBenchArguments, integrations: list[str]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ real size, CUDA
-def real_size_checkpoint(workdir: str) -> Path:
-    """`bench/cuda_real_size.py`'s random bf16 PaliGemma-3B-224-size checkpoint (same recipe, same folder)."""
-    from bench.cuda_real_size import IMAGE_TOKEN
-    from bench.flops import REAL_SIZES
-    from configuration_tsn_paligemma import TSNPaliGemmaConfig
-
-    folder = Path(workdir)
-    if not (folder / "config.json").is_file():
-        config = TSNPaliGemmaConfig(**REAL_SIZES[REAL_SIZE], tsn_pretrained_backbone=False,
-                                    image_token_index=IMAGE_TOKEN)  # fmt: skip
-        torch.manual_seed(0)
-        with torch.device("cuda"):
-            model = TSNPaliGemmaForConditionalGeneration(config).to(torch.bfloat16)
-        model.save_pretrained(folder)
-        del model
-        gc.collect()
-        torch.cuda.empty_cache()
-    return folder
-
-
 def real_size_one(folder: Path, integration: str, args: TrainStepBenchArguments) -> dict:
     from bench.cuda_real_size import batch
 
@@ -302,6 +281,8 @@ def real_size_one(folder: Path, integration: str, args: TrainStepBenchArguments)
 
 
 def real_size_cuda(args: TrainStepBenchArguments, integrations: list[str]) -> dict:
+    from bench.cuda_real_size import real_size_checkpoint
+
     folder = real_size_checkpoint(args.workdir)
     results = {"device": torch.cuda.get_device_name(), "size": REAL_SIZE, "dtype": "bfloat16 (4-bit NF4 base)",
                "batch_size": BATCH_SIZE, "lora": REAL_LORA, "steps": args.steps, "warmup": args.warmup}  # fmt: skip

@@ -221,6 +221,7 @@ def bitsandbytes_available() -> bool:
 
 
 def resolve_quantization(quantization: str, cuda: bool) -> str:
+    """`auto`: 4-bit on a GPU, none on CPU; anything else as given."""
     if quantization == "auto":
         return "4bit" if cuda else "none"
     return quantization
@@ -255,7 +256,7 @@ def check_arguments(args: FinetuneArguments) -> None:
                 f"dataset_dir={str(data_dir)!r} has no captions.csv. Fix: use a RISC folder, or convert your data "
                 "with `python -m dataset_builder import ...` (docs/dataset.md)."
             )
-    quantization = resolve_quantization(args.model.quantization, cuda=training.use_cpu is False and _cuda())
+    quantization = resolve_quantization(args.model.quantization, on_cuda(training))
     if quantization in ("4bit", "8bit") and not bitsandbytes_available():
         raise ConfigError(
             f"quantization={quantization!r} needs bitsandbytes, which is not installed. Fix: pip install "
@@ -269,10 +270,11 @@ def check_arguments(args: FinetuneArguments) -> None:
         raise ConfigError("hpo_trials needs optuna. Fix: pip install -e '.[hpo]' (or pip install optuna).")
 
 
-def _cuda() -> bool:
+def on_cuda(training: TSNTrainingArguments) -> bool:
+    """Whether this run trains on a GPU: one is there and `use_cpu` is off."""
     import torch
 
-    return torch.cuda.is_available()
+    return torch.cuda.is_available() and not training.use_cpu
 
 
 def check_hub_token(training: TSNTrainingArguments) -> None:

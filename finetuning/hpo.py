@@ -56,9 +56,7 @@ def trial_options(params: dict, args, base_crop_size: int | None = None) -> tupl
 
 def best_config(args, params: dict, output_dir: Path, base_crop_size: int | None) -> dict:
     tsn, lora = trial_options(params, args, base_crop_size)
-    if "tsn_segment_scales" in tsn:
-        tsn["tsn_segment_scales"] = params.get("tsn_segment_scales") or tsn["tsn_segment_scales"]
-    return resolved_config(
+    return resolved_config(  # segment scales go back to their '1x1,2x2' text form there
         args, **tsn, **lora, learning_rate=params["learning_rate"], hpo_trials=0, output_dir=str(output_dir / "best")
     )
 

@@ -12,12 +12,14 @@ from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 from processing import processor_for_config
 from qlora import apply_lora, quantization_config
 
+from .arguments import on_cuda
+
 logger = logging.getLogger(__name__)
 
 
 def compute_dtype(training_args) -> torch.dtype:
     """bf16 compute when asked for and on CUDA; bitsandbytes' CPU kernels and CPU training run in fp32."""
-    if training_args.bf16 and torch.cuda.is_available() and not training_args.use_cpu:
+    if training_args.bf16 and on_cuda(training_args):
         return torch.bfloat16
     return torch.float32
 
@@ -31,7 +33,7 @@ def load_base_model(model_args, tsn_options: dict, training_args, quantization: 
         fsdp = bool(training_args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
         storage = dtype if fsdp else torch.uint8
         kwargs["quantization_config"] = quantization_config(quantization, compute_dtype=dtype, quant_storage=storage)
-        if torch.cuda.is_available() and not training_args.use_cpu:
+        if on_cuda(training_args):
             # One copy per process: under DDP every rank holds its own quantized model on its own GPU.
             kwargs["device_map"] = {"": training_args.local_process_index}
     return TSNPaliGemmaForConditionalGeneration.from_base_pretrained(
@@ -51,9 +53,6 @@ def load_training_model(model_args, tsn_options: dict, training_args, quantizati
         quantized=quantization != "none",
         gradient_checkpointing=bool(training_args.activation_checkpointing),
     )
-    if hasattr(model, "enable_input_require_grads") and training_args.activation_checkpointing:
-        # Non-reentrant checkpointing needs no grad on the inputs, but a frozen embedding + reentrant user code does.
-        model.enable_input_require_grads()
     return model
 
 

@@ -85,6 +85,9 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
     - after each evaluation on the main process: `{split}_predictions.jsonl` and `eval_results.json[split]`.
     """
 
+    # metric_key_prefix -> the split's name in eval_results.json and its predictions file
+    SPLIT_NAMES = {"eval": "val", "test": "test", "baseline": "baseline_test"}
+
     def __init__(self, *args, caption_generation_config: GenerationConfig, scorer: CaptionScorer, **kwargs):
         smoothing = kwargs["args"].label_smoothing_factor
         kwargs.setdefault(
@@ -96,20 +99,19 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         super().__init__(*args, compute_metrics=scorer, **kwargs)
         self.caption_generation_config = caption_generation_config
         self.scorer = scorer
-        self.split_names = {}
 
     # Evaluation entry points: remember which split is scored, for the scorer and the files.
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval", **kwargs):
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         self.scorer.rows = dataset
         metrics = super().evaluate(dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix, **kwargs)
-        self._write_split(self.split_names.get(metric_key_prefix, metric_key_prefix), metrics, metric_key_prefix)
+        self._write_split(self.SPLIT_NAMES.get(metric_key_prefix, metric_key_prefix), metrics, metric_key_prefix)
         return metrics
 
     def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test", **kwargs):
         self.scorer.rows = test_dataset
         output = super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix, **kwargs)
-        self._write_split(self.split_names.get(metric_key_prefix, metric_key_prefix), output.metrics,
+        self._write_split(self.SPLIT_NAMES.get(metric_key_prefix, metric_key_prefix), output.metrics,
                           metric_key_prefix)  # fmt: skip
         return output
 
