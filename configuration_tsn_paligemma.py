@@ -98,6 +98,19 @@ def _check_scales(name: str, value: Any) -> None:
         seen.add(tuple(scale))
 
 
+def _check_pruned_layers(name: str, value: Any) -> None:
+    rule = 'must be None or {"text": [...], "vision": [...]} with the removed layers\' original indices (ints >= 0)'
+    if value is None:
+        return
+    if not isinstance(value, dict) or set(value) - {"text", "vision"}:
+        raise _invalid(name, value, rule)
+    for indices in value.values():
+        if not isinstance(indices, (list, tuple)) or any(
+            isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in indices
+        ):
+            raise _invalid(name, value, rule)
+
+
 # One check per TSN field, run on every assignment: at construction and for `from_pretrained(..., **overrides)`,
 # which sets overrides with setattr after building the config.
 _FIELD_CHECKS = {
@@ -115,6 +128,7 @@ _FIELD_CHECKS = {
     "tsn_dropout": _check_dropout,
     "tsn_batchnorm": _check_choice(BATCHNORM_MODES),
     "tsn_pretrained_backbone": _check_bool,
+    "pruned_layers": _check_pruned_layers,
 }
 
 
@@ -149,6 +163,8 @@ class TSNPaliGemmaConfig(PaliGemmaConfig):
     tsn_pretrained_backbone (`bool`, defaults to `True`): load torchvision's ImageNet weights into the backbone
         when a TSN model is first built from a base PaliGemma. Never used by `from_pretrained` of a saved TSN model,
         whose backbone weights are in its own checkpoint.
+    pruned_layers (`dict`, *optional*): set by `prune.py`: the original indices of the language-model (`"text"`)
+        and SigLIP (`"vision"`) layers that block-influence pruning removed; `None` for an unpruned model.
     """
 
     model_type = "tsn_paligemma"
@@ -167,6 +183,7 @@ class TSNPaliGemmaConfig(PaliGemmaConfig):
     tsn_dropout: float = 0.0
     tsn_batchnorm: str = "partial"
     tsn_pretrained_backbone: bool = True
+    pruned_layers: dict | None = None
 
     def __post_init__(self, **kwargs):
         # Saved configs carry their own auto_map; a fresh one gets ours so `save_pretrained` output loads with

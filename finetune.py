@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
 import transformers
 from transformers import GenerationConfig, set_seed
 
@@ -22,6 +23,7 @@ from finetuning.arguments import (
     on_cuda,
     parse_finetune_args,
     resolve_quantization,
+    resolve_strategy,
     resolved_config,
     write_config,
 )
@@ -32,6 +34,7 @@ from finetuning.model_setup import (
     load_training_model,
     merge_adapter,
     merged_dtype,
+    unwrapped_model,
 )
 from finetuning.outputs import last_complete_checkpoint, summary_table, training_losses, write_json, write_sample_grid
 from finetuning.trainer import CaptionScorer, TSNPaliGemmaTrainer
@@ -60,7 +63,7 @@ def caption_generation_config(model, generation_args) -> GenerationConfig:
 
 def build_trainer(args, model, processor, splits, callbacks=None, model_init=None) -> TSNPaliGemmaTrainer:
     data = args.data
-    collator = CaptionCollator.build(processor, data.prompt, data.caption_choice, data.max_length)
+    collator = CaptionCollator.build(processor, data.prompt, data.caption_choice, data.max_length, data.augment)
     trainer = TSNPaliGemmaTrainer(
         model=None if model_init else model,
         model_init=model_init,
@@ -90,6 +93,18 @@ def train(args, trainer, splits, summary: dict) -> None:
                    best_checkpoint=trainer.state.best_model_checkpoint)  # fmt: skip
 
 
+def save_trained(args, trainer, processor, output_dir: Path) -> Path:
+    """full / freeze: no adapter; merged/ is the trained model itself (the best checkpoint's, in merged_dtype)."""
+    merged_dir = output_dir / "merged"
+    if trainer.is_world_process_zero():
+        model = unwrapped_model(trainer.accelerator.unwrap_model(trainer.model))
+        model.generation_config = trainer.caption_generation_config
+        model.to(merged_dtype(args.model, args.training)).save_pretrained(merged_dir)
+        processor.save_pretrained(merged_dir)
+    trainer.accelerator.wait_for_everyone()
+    return merged_dir
+
+
 def save_and_merge(args, trainer, processor, tsn_options: dict, output_dir: Path):
     """adapter/ (LoRA + segment encoder, processor, TSN config) and merged/ (the publishable full model)."""
     adapter_dir, merged_dir = output_dir / "adapter", output_dir / "merged"
@@ -109,8 +124,10 @@ def evaluate_published(args, merged_dir: Path, processor, splits, output_dir: Pa
     published, and predictions.jsonl is what that model reproduces."""
     from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 
-    device = "cuda" if on_cuda(args.training) else "cpu"
-    model = TSNPaliGemmaForConditionalGeneration.from_pretrained(merged_dir).to(device).eval()
+    cuda = on_cuda(args.training)
+    dtype = merged_dtype(args.model, args.training) if cuda else torch.float32  # CPU: fp32 kernels, exact
+    model = TSNPaliGemmaForConditionalGeneration.from_pretrained(merged_dir, dtype=dtype)
+    model = model.to("cuda" if cuda else "cpu").eval()
     trainer = build_trainer(args, model, processor, splits)
     if args.training.do_eval:
         trainer.evaluate(splits["val"])
@@ -140,7 +157,8 @@ def run(args, callbacks=None) -> dict:
     training = args.training
     output_dir = Path(training.output_dir)
     set_seed(training.seed)
-    quantization = resolve_quantization(args.model.quantization, on_cuda(training))
+    quantization = resolve_quantization(args.model.quantization, on_cuda(training), args.model.train_strategy)
+    strategy = resolve_strategy(args.model.train_strategy, quantization)
     with training.main_process_first(desc="loading RISC"):  # one process builds the Arrow cache, the rest reuse it
         splits = load_splits(args.data)
     if args.run.hpo_trials:
@@ -148,23 +166,29 @@ def run(args, callbacks=None) -> dict:
 
         return run_search(args, splits, quantization, build_trainer)
     checkpointing = bool(training.activation_checkpointing)
-    model = load_training_model(args.model, args.tsn.overrides(), training, quantization)
-    training.activation_checkpointing = False  # apply_lora did it (non-reentrant, after kbit prep)
+    model = load_training_model(args.model, args.tsn.overrides(), training, quantization, strategy)
+    training.activation_checkpointing = False  # load_training_model did it (non-reentrant, after kbit prep)
     push = training.push_to_hub
     training.push_to_hub = False  # the Trainer would push bare adapters; push_to_hub.py publishes the merged model
-    config = model.base_model.model.config
+    config = unwrapped_model(model).config
     processor = load_processor(args.model, config)
     total, trainable = count_parameters(model)
-    summary = {"quantization": quantization, "total_parameters": total, "trainable_parameters": trainable,
-               "integration": config.tsn_integration, "world_size": training.world_size}  # fmt: skip
+    summary = {"train_strategy": strategy, "quantization": quantization, "total_parameters": total,
+               "trainable_parameters": trainable, "integration": config.tsn_integration,
+               "world_size": training.world_size}  # fmt: skip
     if training.process_index == 0:
         output_dir.mkdir(parents=True, exist_ok=True)
-        write_config(resolved_config(args, quantization=quantization, activation_checkpointing=checkpointing,
-                                     **tsn_settings(config)), output_dir / "finetune_config.yaml")  # fmt: skip
+        values = resolved_config(args, train_strategy=strategy, quantization=quantization,
+                                 activation_checkpointing=checkpointing, **tsn_settings(config))  # fmt: skip
+        header = f"train_strategy {strategy}: {trainable:,} of {total:,} parameters train"
+        write_config(values, output_dir / "finetune_config.yaml", header=header)
     trainer = build_trainer(args, model, processor, splits, callbacks=callbacks)
     if training.do_train:
         train(args, trainer, splits, summary)
-        merged_dir = save_and_merge(args, trainer, processor, tsn_settings(config), output_dir)
+        if strategy in ("full", "freeze"):
+            merged_dir = save_trained(args, trainer, processor, output_dir)
+        else:
+            merged_dir = save_and_merge(args, trainer, processor, tsn_settings(config), output_dir)
         del trainer, model
         trainer = evaluate_published(args, merged_dir, processor, splits, output_dir, summary)
     else:  # zero-shot / as-is evaluation of any model, scored exactly like a fine-tuned one

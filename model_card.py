@@ -315,14 +315,28 @@ def _tsn_table(config: dict) -> str:
     return "\n".join(["| setting | value |", "| --- | --- |"] + [f"| {k} | {_cell(v)} |" for k, v in rows])
 
 
-def _training_section(finetune_config: dict, base_text: str) -> str:
+def _method_text(finetune_config: dict) -> str:
+    """What trained, by `train_strategy` (configs written before strategies existed trained LoRA)."""
+    lora_kind = "qlora" if finetune_config.get("quantization") != "none" else "lora"
+    strategy = finetune_config.get("train_strategy", lora_kind)
+    if strategy == "full":
+        return "full training: every weight of the model trained (`train_strategy: full`)"
+    if strategy == "freeze":
+        return (f"only the parameters matching `{finetune_config.get('trainable_modules', '-')}` trained, the rest "
+                "frozen (`train_strategy: freeze`)")  # fmt: skip
     quantization = finetune_config.get("quantization")
     base = {"4bit": "4-bit NF4 base with double quantization (QLoRA)", "8bit": "8-bit base",
             "none": "full-precision base"}.get(quantization, f"quantization {quantization}")  # fmt: skip
     lora = (f"LoRA r={finetune_config.get('lora_r', '-')}, alpha={finetune_config.get('lora_alpha', '-')}, "
             f"dropout {finetune_config.get('lora_dropout', '-')} on the language model's q/k/v/o/gate/up/down "
             "projections; the segment encoder trains fully")  # fmt: skip
-    rows = [("base model", base_text), ("method", f"{base}; {lora}")]
+    return f"{base}; {lora} (`train_strategy: {strategy}`)"
+
+
+def _training_section(finetune_config: dict, base_text: str, trainable: int | None = None) -> str:
+    rows = [("base model", base_text), ("method", _method_text(finetune_config))]
+    if trainable:
+        rows.append(("trained parameters", _count(trainable)))
     rows += [(label, _public(finetune_config[key])) for key, label in TRAINING_KEYS if key in finetune_config]
     generation = [f"{finetune_config[key]} {label}" for key, label in (("num_beams", "beams"),
                   ("max_new_tokens", "new tokens at most")) if key in finetune_config]  # fmt: skip
@@ -491,9 +505,12 @@ def render_model_card(
     name = repo_id.split("/")[-1]
 
     quantization = finetune_config.get("quantization", "4bit")
+    strategy = finetune_config.get("train_strategy", "qlora" if quantization != "none" else "lora")
     method = {"4bit": "QLoRA", "8bit": "LoRA on an 8-bit base"}.get(quantization, "LoRA")
+    method = {"full": "full training", "freeze": "partial training"}.get(strategy, method)
     tags = ["remote-sensing", "aerial-imagery", "image-captioning", "paligemma", "tsn", f"tsn-{integration}",
-            "qlora" if quantization == "4bit" else "lora"]  # fmt: skip
+            {"full": "full-training", "freeze": "partial-training"}.get(strategy, "qlora" if quantization == "4bit"
+                                                                            else "lora")]  # fmt: skip
     tags += ["peft", "lora"] if adapter_only else ["custom_code"]
     tags = list(dict.fromkeys(tags))
     extra: dict[str, Any] = {}
@@ -517,6 +534,10 @@ def render_model_card(
     )
     base_text = f"[{base_id}](https://huggingface.co/{base_id})" if base_id else "a local PaliGemma checkpoint"
     kind = "LoRA adapter (with the trained segment encoder)" if adapter_only else "full model (LoRA merged)"
+    if strategy in ("full", "freeze"):
+        kind = "full model"
+    summary_path = output_dir / "training_summary.json"
+    trainable = read_json(summary_path).get("trainable_parameters") if summary_path.is_file() else None
     baseline_note = (
         "\"zero-shot base\" rows: the same architecture before fine-tuning, evaluated the same way."
         if baseline else "No zero-shot baseline was provided for this release."
@@ -532,6 +553,12 @@ def render_model_card(
                    f"image is cut into grids ({grids}), every crop goes through a {tsn.get('tsn_backbone', 'CNN')} "
                    f"in one batched call, and the segment features reach the language model through the "
                    f"`{integration}` integration.")  # fmt: skip
+    pruned = config.get("pruned_layers") or {}
+    if pruned:
+        parts = [f"{'language-model' if part == 'text' else 'SigLIP'} layers {', '.join(map(str, layers))}"
+                 for part, layers in pruned.items() if layers]  # fmt: skip
+        summary += (f"\n\nPruned by block influence (`prune.py`): removed {' and '.join(parts)} (indices of the "
+                    "unpruned model).")  # fmt: skip
     body = f"""
 # {name}
 
@@ -562,7 +589,7 @@ metadata (`model-index`).
 
 ## Training
 
-{_training_section(finetune_config, base_text)}
+{_training_section(finetune_config, base_text, trainable)}
 
 ## Cost
 

@@ -26,7 +26,10 @@ from transformers import (
 )
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.models.paligemma.modeling_paligemma import PaliGemmaMultiModalProjector
+from transformers.models.paligemma.modeling_paligemma import (
+    PaliGemmaCausalLMOutputWithPast,
+    PaliGemmaMultiModalProjector,
+)
 from transformers.utils import can_return_tuple, logging
 
 try:
@@ -199,8 +202,9 @@ class TSNPaliGemmaSegmentEncoder(nn.Module):
             )
             tiles = tiles.flatten(0, 1)
             if tiles.shape[-1] != self.crop_size or tiles.shape[-2] != self.crop_size:
-                tiles = F.interpolate(tiles, size=(self.crop_size, self.crop_size), mode="bilinear",
-                                      align_corners=False, antialias=True)  # fmt: skip
+                # fp32: CPU has no antialiased bilinear kernel for bf16.
+                tiles = F.interpolate(tiles.float(), size=(self.crop_size, self.crop_size), mode="bilinear",
+                                      align_corners=False, antialias=True).to(tiles.dtype)  # fmt: skip
             per_scale.append(tiles.unflatten(0, (batch, rows * cols)))
         return torch.cat(per_scale, dim=1).flatten(0, 1)
 
@@ -340,6 +344,53 @@ class TSNPaliGemmaForConditionalGeneration(TSNPaliGemmaPreTrainedModel, PaliGemm
         self.model = TSNPaliGemmaModel(config)
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
         self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache=None,
+        token_type_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        mm_encoder_outputs: dict | None = None,
+        **kwargs,
+    ) -> PaliGemmaCausalLMOutputWithPast:
+        """PaliGemma's forward, where `logits_to_keep` may also be a (B, L) boolean mask: the LM head then runs
+        only on the True positions and `logits` is (M, V), the M positions in row-major order.
+
+        Training passes the positions whose next-token label is not -100 (the caption): at PaliGemma size the head
+        (2048 x 257,152) is about a fifth of the forward FLOPs and its (B, L, V) logits the largest activation of a
+        step, while the loss reads ~20 of ~280 positions. The caller computes the loss from these logits.
+        """
+        inputs = {"input_ids": input_ids, "pixel_values": pixel_values, "attention_mask": attention_mask,
+                  "position_ids": position_ids, "cache": cache, "token_type_ids": token_type_ids,
+                  "inputs_embeds": inputs_embeds, "mm_encoder_outputs": mm_encoder_outputs}  # fmt: skip
+        if not (torch.is_tensor(logits_to_keep) and logits_to_keep.dtype == torch.bool):
+            return super().forward(**inputs, labels=labels, use_cache=use_cache, logits_to_keep=logits_to_keep,
+                                   **kwargs)  # fmt: skip
+        if labels is not None:
+            raise ValueError(
+                "A boolean logits_to_keep takes no labels: the loss is the caller's, computed on the kept positions "
+                "(finetuning.trainer.causal_lm_loss)."
+            )
+        outputs = self.model(**inputs, use_cache=bool(use_cache), **kwargs)
+        hidden_states = outputs.last_hidden_state[logits_to_keep.to(outputs.last_hidden_state.device)]  # (M, D)
+        logits = self.lm_head(hidden_states)  # (M, V)
+        softcapping = getattr(self.config.get_text_config(), "final_logit_softcapping", None)
+        if softcapping is not None:
+            logits = torch.tanh(logits / softcapping) * softcapping
+        return PaliGemmaCausalLMOutputWithPast(
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            image_outputs=outputs.image_outputs,
+        )
 
     @classmethod
     def from_base_pretrained(cls, base_model_name_or_path, quantization_config=None, **kwargs):

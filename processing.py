@@ -23,6 +23,8 @@ from transformers import PaliGemmaProcessor
 DEFAULT_PROMPT = "caption en"
 IMAGE_TOKEN = "<image>"
 CAPTION_CHOICES = ("random", "first")
+# The 8 symmetries of the square (identity, 3 rotations, 4 flips): an aerial image has no canonical orientation.
+DIHEDRAL_TRANSFORMS = (None, *Image.Transpose)
 
 
 def processor_for_config(processor: PaliGemmaProcessor, config) -> PaliGemmaProcessor:
@@ -62,12 +64,14 @@ class TSNPaliGemmaTrainCollator:
 
     caption_choice: "random" draws one of the row's captions each time the row is seen (python's `random`, whose
     state the Trainer checkpoints, so a resumed run draws the same captions); "first" always uses caption 1.
+    augment: each image gets one of the 8 rotations/flips of the square, drawn with python's `random` too.
     """
 
     processor: PaliGemmaProcessor
     prompt: str = DEFAULT_PROMPT
     caption_choice: str = "random"
     max_length: int | None = None
+    augment: bool = False
 
     def __post_init__(self):
         if self.caption_choice not in CAPTION_CHOICES:
@@ -80,6 +84,9 @@ class TSNPaliGemmaTrainCollator:
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         images = [_rgb(row["image"]) for row in rows]
+        if self.augment:
+            transforms = [random.choice(DIHEDRAL_TRANSFORMS) for _ in images]
+            images = [image if move is None else image.transpose(move) for image, move in zip(images, transforms)]
         captions = [_pick_caption(row, self.caption_choice) for row in rows]
         batch = self.processor(
             text=[IMAGE_TOKEN + self.prompt] * len(rows),

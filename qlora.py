@@ -55,6 +55,21 @@ def lora_target_regex(include_vision_tower: bool = False) -> str:
     return LANGUAGE_MODEL_TARGETS
 
 
+def keep_training_layout(model) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for CPU inference.
+
+    On a CPU with AVX512-BF16, bitsandbytes (0.50) converts a Linear4bit's weights to an inference-only layout at its
+    first eval-mode, no-grad forward and never converts them back: training after an evaluation (the Trainer's
+    eval steps, `evaluate_before_training`) then runs the inference kernel and fails ("a view of a leaf Variable
+    that requires grad is being used in an in-place operation"). Training models keep the trainable layout.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
 def apply_lora(model, r: int = 32, alpha: int = 64, dropout: float = 0.1, include_vision_tower: bool = False,
                quantized: bool = True, gradient_checkpointing: bool = True):  # fmt: skip
     """Wrap `model` with LoRA on the language model; the segment encoder (if any) trains fully.
@@ -70,6 +85,7 @@ def apply_lora(model, r: int = 32, alpha: int = 64, dropout: float = 0.1, includ
             use_gradient_checkpointing=gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
+        keep_training_layout(model)
         if hasattr(model.model, "tsn"):
             # prepare_model_for_kbit_training upcasts bf16 parameters to fp32 but not buffers: BatchNorm would mix
             # fp32 weights with bf16 running stats ("Expected running_mean to have type Float") on CUDA.
@@ -89,4 +105,4 @@ def apply_lora(model, r: int = 32, alpha: int = 64, dropout: float = 0.1, includ
     return get_peft_model(model, lora)
 
 
-__all__ = ["UNQUANTIZED_MODULES", "apply_lora", "lora_target_regex", "quantization_config"]
+__all__ = ["UNQUANTIZED_MODULES", "apply_lora", "keep_training_layout", "lora_target_regex", "quantization_config"]

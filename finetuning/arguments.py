@@ -22,6 +22,7 @@ from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 from qlora import QUANTIZATION_CHOICES
 
 CAPTION_CHOICES = ("random", "all", "first")
+TRAIN_STRATEGIES = ("qlora", "lora", "full", "freeze")
 SCALE_PATTERN = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 
 
@@ -32,9 +33,20 @@ class ModelArguments:
                   "TSN-PaliGemma (e.g. a previous run's output_dir/merged)."}  # fmt: skip
     )
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) to load."})
+    train_strategy: str = field(
+        default="auto",
+        metadata={"help": "qlora (4-bit base + LoRA), lora (full-precision base + LoRA), full (every weight trains; "
+                  "from scratch or full fine-tuning), freeze (only trainable_modules train), or auto = qlora with a "
+                  "4-bit/8-bit quantization (auto quantization is 4-bit on CUDA), else lora."},
+    )  # fmt: skip
+    trainable_modules: str = field(
+        default=r"self_attn|(?:^|\.)tsn\.",
+        metadata={"help": "freeze: regex searched in parameter names; matching parameters train, the rest stay "
+                  "frozen. The default trains the attention layers and the segment encoder."},
+    )  # fmt: skip
     quantization: str = field(
         default="auto",
-        metadata={"help": "4bit (NF4 QLoRA), 8bit, none, or auto = 4bit on CUDA and none on CPU."},
+        metadata={"help": "4bit (NF4 QLoRA), 8bit, none, or auto = 4bit on CUDA for qlora/auto, else none."},
     )
     lora_r: int = field(default=32, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=64, metadata={"help": "LoRA alpha (scale = alpha / r)."})
@@ -91,6 +103,9 @@ class DataArguments:
                   "first: always caption 1."},
     )  # fmt: skip
     prompt: str = field(default="caption en", metadata={"help": "Text after <image>; the caption follows it."})
+    augment: bool = field(
+        default=False, metadata={"help": "Training images get a random rotation/flip (one of the square's 8)."}
+    )
     max_length: int | None = field(default=None, metadata={"help": "Truncate prompt + caption to this many tokens."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N training images."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use the first N val images."})
@@ -220,11 +235,43 @@ def bitsandbytes_available() -> bool:
     return True
 
 
-def resolve_quantization(quantization: str, cuda: bool) -> str:
-    """`auto`: 4-bit on a GPU, none on CPU; anything else as given."""
+def resolve_quantization(quantization: str, cuda: bool, train_strategy: str = "auto") -> str:
+    """`auto`: 4-bit for qlora (and for `auto` strategy on a GPU), none otherwise; anything else as given."""
     if quantization == "auto":
-        return "4bit" if cuda else "none"
+        return "4bit" if train_strategy == "qlora" or (train_strategy == "auto" and cuda) else "none"
     return quantization
+
+
+def resolve_strategy(train_strategy: str, quantization: str) -> str:
+    """`auto`: qlora on a quantized base, lora on a full-precision one; anything else as given."""
+    if train_strategy == "auto":
+        return "lora" if quantization == "none" else "qlora"
+    return train_strategy
+
+
+def check_strategy(model_args, quantization: str) -> None:
+    """Contradictory strategy / quantization pairs, and a freeze regex that does not compile."""
+    strategy = model_args.train_strategy
+    if strategy not in (*TRAIN_STRATEGIES, "auto"):
+        raise ConfigError(f"train_strategy={strategy!r} is invalid. Fix: use auto, {', '.join(TRAIN_STRATEGIES)}.")
+    if strategy in ("lora", "full", "freeze") and quantization != "none":
+        raise ConfigError(
+            f"train_strategy={strategy!r} contradicts quantization={quantization!r}: only qlora trains on a quantized "
+            f"base. Fix: --quantization none (or auto), or --train_strategy qlora."
+        )
+    if strategy == "qlora" and quantization == "none":
+        raise ConfigError(
+            "train_strategy='qlora' contradicts quantization='none': QLoRA needs a 4-bit (or 8-bit) base. "
+            "Fix: --quantization 4bit (or auto), or --train_strategy lora."
+        )
+    if strategy == "freeze":
+        try:
+            re.compile(model_args.trainable_modules)
+        except re.error as error:
+            raise ConfigError(
+                f"trainable_modules={model_args.trainable_modules!r} is not a valid regex ({error}). "
+                "Fix: e.g. --trainable_modules self_attn"
+            ) from error
 
 
 def check_arguments(args: FinetuneArguments) -> None:
@@ -256,7 +303,8 @@ def check_arguments(args: FinetuneArguments) -> None:
                 f"dataset_dir={str(data_dir)!r} has no captions.csv. Fix: use a RISC folder, or convert your data "
                 "with `python -m dataset_builder import ...` (docs/dataset.md)."
             )
-    quantization = resolve_quantization(args.model.quantization, on_cuda(training))
+    quantization = resolve_quantization(args.model.quantization, on_cuda(training), args.model.train_strategy)
+    check_strategy(args.model, quantization)
     if quantization in ("4bit", "8bit") and not bitsandbytes_available():
         raise ConfigError(
             f"quantization={quantization!r} needs bitsandbytes, which is not installed. Fix: pip install "
@@ -313,8 +361,10 @@ def _plain(value):
     return str(value)
 
 
-def write_config(values: dict, path: str | os.PathLike) -> None:
-    Path(path).write_text(yaml.safe_dump(values, sort_keys=False))
+def write_config(values: dict, path: str | os.PathLike, header: str | None = None) -> None:
+    """The YAML finetune.py reads back; `header` becomes a comment line on top (ignored when read)."""
+    comment = f"# {header}\n" if header else ""
+    Path(path).write_text(comment + yaml.safe_dump(values, sort_keys=False))
 
 
 __all__ = [
@@ -328,6 +378,8 @@ __all__ = [
     "TSNTrainingArguments",
     "parse_finetune_args",
     "parse_scales",
+    "resolve_quantization",
+    "resolve_strategy",
     "resolved_config",
     "write_config",
 ]

@@ -13,7 +13,7 @@ from transformers import PretrainedConfig
 
 from processing import processor_for_config
 
-from .arguments import parse_scales, resolved_config, write_config
+from .arguments import parse_scales, resolve_strategy, resolved_config, write_config
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +63,9 @@ def best_config(args, params: dict, output_dir: Path, base_crop_size: int | None
 
 def run_search(args, splits, quantization: str, build_trainer) -> dict:
     """Run `args.run.hpo_trials` trials, write output_dir/best_config.yaml, return the best run."""
-    from finetuning.model_setup import load_processor, load_training_model
+    from finetuning.model_setup import load_processor, load_training_model, unwrapped_model
 
+    strategy = resolve_strategy(args.model.train_strategy, quantization)
     training = dataclasses.replace(
         args.training, save_strategy="no", load_best_model_at_end=False, eval_strategy="no", push_to_hub=False
     )  # each trial trains, then is scored once on val; no checkpoints
@@ -81,8 +82,8 @@ def run_search(args, splits, quantization: str, build_trainer) -> dict:
         params = suggest(trial, args) if trial is not None else {}
         tsn, lora = trial_options(params, args, base_crop_size) if params else (args.tsn.overrides(), {})
         model_args = dataclasses.replace(args.model, **lora)
-        model = load_training_model(model_args, tsn, training, quantization)
-        config = model.base_model.model.config
+        model = load_training_model(model_args, tsn, training, quantization, strategy)
+        config = unwrapped_model(model).config
         processor = load_processor(args.model, config)
         if "trainer" in state:  # scales change the image token count of adapter/replace: re-tokenize to match
             state["trainer"].data_collator.processor = processor_for_config(processor, config)
@@ -94,7 +95,7 @@ def run_search(args, splits, quantization: str, build_trainer) -> dict:
 
     checkpointing = training.activation_checkpointing
     first = model_init()
-    processor = load_processor(args.model, first.base_model.model.config)
+    processor = load_processor(args.model, unwrapped_model(first).config)
     trainer = build_trainer(args, first, processor, splits, model_init=model_init)
     state["trainer"] = trainer
     training.activation_checkpointing = False  # apply_lora turns it on per trial model

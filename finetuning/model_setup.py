@@ -1,8 +1,9 @@
-"""Model setup for finetune.py: base (or saved) PaliGemma -> TSN-PaliGemma -> quantized -> LoRA; and the merge of the
-trained adapter into a freshly loaded full-precision base for publishing."""
+"""Model setup for finetune.py: base (or saved) PaliGemma -> TSN-PaliGemma -> what trains (the strategy: qlora,
+lora, full, freeze); and the merge of a trained adapter into a freshly loaded full-precision base for publishing."""
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -41,9 +42,27 @@ def load_base_model(model_args, tsn_options: dict, training_args, quantization: 
     )
 
 
-def load_training_model(model_args, tsn_options: dict, training_args, quantization: str):
-    """The model the Trainer trains: quantized base + LoRA on the LM; the segment encoder and gate train fully."""
+def load_training_model(model_args, tsn_options: dict, training_args, quantization: str, strategy: str):
+    """The model the Trainer trains, by `strategy` (resolved, never "auto"):
+
+    - qlora / lora: (quantized) base + LoRA on the LM; the segment encoder and gate train fully;
+    - full: every weight trains;
+    - freeze: only parameters whose name matches `model_args.trainable_modules` train.
+    """
     model = load_base_model(model_args, tsn_options, training_args, quantization)
+    if strategy in ("full", "freeze"):
+        pattern = re.compile(model_args.trainable_modules) if strategy == "freeze" else None
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(pattern is None or pattern.search(name) is not None)
+        if pattern is not None and not any(parameter.requires_grad for parameter in model.parameters()):
+            raise ValueError(
+                f"trainable_modules={model_args.trainable_modules!r} matches no parameter of "
+                f"{model_args.model_name_or_path}. Fix: e.g. --trainable_modules self_attn"
+            )
+        if training_args.activation_checkpointing:
+            # Non-reentrant: no input needs requires_grad, so frozen embeddings are fine.
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        return model
     model = apply_lora(
         model,
         r=model_args.lora_r,
@@ -54,6 +73,11 @@ def load_training_model(model_args, tsn_options: dict, training_args, quantizati
         gradient_checkpointing=bool(training_args.activation_checkpointing),
     )
     return model
+
+
+def unwrapped_model(model):
+    """The TSN-PaliGemma model itself, whether or not PEFT wraps it."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def load_processor(model_args, model_config):

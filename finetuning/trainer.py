@@ -18,22 +18,34 @@ logger = logging.getLogger(__name__)
 GENERATION_KEYS = ("gen_input_ids", "gen_attention_mask", "gen_token_type_ids")
 
 
+def caption_positions(labels: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool: the positions whose NEXT token is labelled, i.e. where the loss reads the logits."""
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != -100
+    return keep
+
+
 def causal_lm_loss(outputs, labels: torch.Tensor, num_items_in_batch=None, label_smoothing: float = 0.0):
     """Next-token cross entropy with label smoothing, labels SHIFTED by one.
 
-    transformers' LabelSmoother shifts only for model classes it knows as causal LMs; this custom class is not one,
-    so the Trainer would smooth against unshifted labels. Summed and divided by the batch's label count (or by
-    `num_items_in_batch` under gradient accumulation), as the model's own loss is.
+    `outputs.logits` is either (B, L, V), every position, or (M, V), only the `caption_positions` of `labels` in
+    row-major order (the model's boolean `logits_to_keep`, what training uses). transformers' LabelSmoother shifts
+    only for model classes it knows as causal LMs; this custom class is not one, so the Trainer would smooth against
+    unshifted labels. Summed and divided by the batch's label count (or by `num_items_in_batch` under gradient
+    accumulation), as the model's own loss is.
     """
-    logits = outputs.logits[:, :-1, :].float()  # (B, S-1, V): position t predicts token t+1
-    targets = labels[:, 1:].to(logits.device)  # (B, S-1)
-    loss = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]),
-        targets.reshape(-1),
-        ignore_index=-100,
-        label_smoothing=label_smoothing,
-        reduction="sum",
-    )
+    targets = labels[:, 1:].to(outputs.logits.device)  # (B, L-1): position t predicts token t+1
+    if outputs.logits.dim() == 3:
+        logits = outputs.logits[:, :-1, :].reshape(-1, outputs.logits.shape[-1])  # (B * (L-1), V)
+        targets = targets.reshape(-1)
+    else:
+        logits, targets = outputs.logits, targets[targets != -100]  # (M, V), (M,)
+    token_losses = F.cross_entropy(
+        logits.float(), targets, ignore_index=-100, label_smoothing=label_smoothing, reduction="none"
+    )  # (B * (L-1),) or (M,); 0 where ignored
+    # Summed in float64: the total then does not depend on how many positions were computed (lean or full) beyond
+    # the rounding of each token's loss.
+    loss = token_losses.double().sum().to(token_losses.dtype)
     count = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum()
     return loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
 
@@ -79,7 +91,8 @@ class CaptionScorer:
 class TSNPaliGemmaTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer for TSN-PaliGemma captioning.
 
-    - loss: `causal_lm_loss` (shifted, label-smoothed with `label_smoothing_factor`);
+    - loss: `causal_lm_loss` (shifted, label-smoothed with `label_smoothing_factor`), the LM head computed only on
+      the caption positions (training and the evaluation loss; generation is unchanged);
     - evaluation: loss on prompt + caption 1, captions generated from `"<image>" + prompt` alone with
       `caption_generation_config`, scored by `CaptionScorer` (CIDEr picks the best checkpoint);
     - after each evaluation on the main process: `{split}_predictions.jsonl` and `eval_results.json[split]`.
@@ -117,6 +130,8 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = {key: value for key, value in inputs.items() if key not in (*GENERATION_KEYS, "row_index")}
+        if "labels" in inputs:  # the LM head runs only where the loss reads
+            inputs["logits_to_keep"] = caption_positions(inputs["labels"])
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):

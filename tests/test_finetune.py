@@ -60,6 +60,23 @@ FAIL_FAST_CASES = {
     "invalid scales": (["--tsn_segment_scales", "2by2"], "'2by2' is not ROWSxCOLS"),
     "invalid quantization": (["--quantization", "3bit"], "quantization='3bit' is invalid"),
     "unknown argument": (["--learning_rat", "1e-3"], "Unknown arguments"),
+    "full on a 4-bit base": (
+        ["--train_strategy", "full"],  # the demo config sets quantization: 4bit
+        "train_strategy='full' contradicts quantization='4bit': only qlora trains on a quantized base. Fix:",
+    ),
+    "freeze on an 8-bit base": (
+        ["--train_strategy", "freeze", "--quantization", "8bit"],
+        "train_strategy='freeze' contradicts quantization='8bit'",
+    ),
+    "qlora without quantization": (
+        ["--train_strategy", "qlora", "--quantization", "none"],
+        "train_strategy='qlora' contradicts quantization='none'",
+    ),
+    "invalid strategy": (["--train_strategy", "everything"], "train_strategy='everything' is invalid"),
+    "invalid freeze regex": (
+        ["--train_strategy", "freeze", "--quantization", "none", "--trainable_modules", "self_attn("],
+        "trainable_modules='self_attn(' is not a valid regex",
+    ),
 }
 
 
@@ -67,7 +84,10 @@ FAIL_FAST_CASES = {
 def test_fail_fast_before_any_model_is_loaded(case, no_model_loading, capsys):
     extra, message = FAIL_FAST_CASES[case]
     assert finetune.main([DEMO, "--dataset_dir", SAMPLE, *extra]) == 2
-    assert message in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert message in error
+    if "strategy" in case or "quantization" in case:
+        assert error.count("\n") == 1  # one line
 
 
 def test_fail_fast_push_to_hub_without_token(no_model_loading, monkeypatch, tmp_path, capsys):
@@ -213,3 +233,16 @@ def test_real_recipes_parse_with_the_seed_settings(name):
     assert training.per_device_train_batch_size * training.gradient_accumulation_steps == 16
     assert (training.weight_decay, training.label_smoothing_factor, training.bf16) == (0.05, 0.1, True)
     assert args.generation.num_beams == 4 and training.load_best_model_at_end and training.activation_checkpointing
+
+
+def test_rsicd_mini_recipe_and_its_direct_twin_differ_only_in_the_integration():
+    path = str(REPO_ROOT / "configs" / "rsicd_mini.yaml")
+    enhanced = parse_finetune_args([path, "--dataset_dir", SAMPLE])
+    direct = parse_finetune_args([path, "--dataset_dir", SAMPLE, "--tsn_integration", "direct"])
+    assert (enhanced.model.train_strategy, enhanced.model.quantization) == ("full", "none")
+    assert (enhanced.tsn.tsn_integration, enhanced.tsn.tsn_batchnorm) == ("enhanced", "train")
+    assert direct.tsn.tsn_integration == "direct"
+    for name in ("seed", "num_train_epochs", "learning_rate", "lr_scheduler_type", "warmup_steps",
+                 "per_device_train_batch_size", "weight_decay", "label_smoothing_factor"):  # fmt: skip
+        assert getattr(enhanced.training, name) == getattr(direct.training, name), name
+    assert enhanced.data == direct.data and enhanced.generation == direct.generation

@@ -198,3 +198,19 @@ def test_optional_outputs_missing_and_errors(tmp_path):
     (output_dir / "eval_results.json").unlink()
     with pytest.raises(FileNotFoundError, match="eval_results.json is missing .* run finetune.py first"):
         render_model_card(output_dir, REPO_ID)
+
+
+def test_card_states_a_full_strategy_its_trainable_count_and_pruned_layers(tmp_path):
+    output_dir = fabricate_card_inputs(tmp_path / "run", base=BASE)
+    config_path = output_dir / "finetune_config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config.update(train_strategy="full", quantization="none")
+    config_path.write_text(yaml.safe_dump(config))
+    (output_dir / "training_summary.json").write_text(json.dumps({"trainable_parameters": 19403072}))
+    merged_config = json.loads((output_dir / "merged" / "config.json").read_text())
+    merged_config["pruned_layers"] = {"text": [2]}
+    (output_dir / "merged" / "config.json").write_text(json.dumps(merged_config))
+    text = render_model_card(output_dir, REPO_ID, adapter_only=False, base_model=None)
+    assert "full training: every weight of the model trained (`train_strategy: full`)" in text
+    assert "| trained parameters | 19.40 M |" in text
+    assert "removed language-model layers 2" in text and "full-training" in ModelCard(text).data.tags

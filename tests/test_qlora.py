@@ -74,3 +74,27 @@ def test_qlora_cpu_trains_lora_and_tsn_only(tiny_checkpoint, sample_images, inte
     assert any(".tsn.modules_to_save.default.proj." in name for name in changed)
     # The quantized base weights are bit-for-bit what was loaded.
     assert linear4bit.weight.data.dtype == torch.uint8
+
+
+def test_qlora_trains_after_an_evaluation_forward(tiny_checkpoint, sample_images):
+    """An eval-mode, no-grad forward (the Trainer's evaluation) must not leave the 4-bit weights in bitsandbytes'
+    CPU inference layout: the next training step has to run and reach the LoRA weights."""
+    from transformers import AutoProcessor
+
+    folder = tiny_checkpoint()
+    model = TSNPaliGemmaForConditionalGeneration.from_pretrained(
+        folder, quantization_config=quantization_config("4bit", compute_dtype=torch.float32)
+    )
+    model = apply_lora(model, r=8, alpha=16, dropout=0.0)
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    batch = processor(images=sample_images[:2], text=["<image>caption en"] * 2, suffix=["a river", "a port"],
+                      return_tensors="pt", padding="longest", padding_side="right")  # fmt: skip
+    model.eval()
+    with torch.no_grad():
+        model(**batch)
+    layers = [module for module in model.modules() if isinstance(module, bnb.nn.Linear4bit)]
+    assert layers and not any(getattr(layer.weight.quant_state, "packing_format_for_cpu", False) for layer in layers)
+    model.train()
+    model(**batch).loss.backward()
+    lora_b = [p for name, p in model.named_parameters() if "lora_B" in name]
+    assert lora_b and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_b)

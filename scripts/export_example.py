@@ -1,0 +1,63 @@
+"""Export a trained TSN-PaliGemma into the repository as an example model folder: bf16 safetensors, config,
+generation config, processor, and the two model code files as links to the repository's own (one copy of the code).
+
+    python -m scripts.export_example outputs/rsicd-mini/merged examples/rsicd-mini [--max_megabytes 50]
+
+The folder loads like a Hub repo: `AutoModelForImageTextToText.from_pretrained(FOLDER, trust_remote_code=True)`.
+"""
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, HfArgumentParser
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CODE_FILES = ("configuration_tsn_paligemma.py", "modeling_tsn_paligemma.py")
+
+
+@dataclass
+class ExportArguments:
+    model_dir: str = field(metadata={"help": "A trained model folder (finetune.py's output_dir/merged)."})
+    output_dir: str = field(metadata={"help": "The example folder to write (e.g. examples/rsicd-mini)."})
+    max_megabytes: float = field(default=50.0, metadata={"help": "Fail if the weights file is larger."})
+
+
+def link_code_files(output_dir: Path) -> None:
+    """Replace the code files save_pretrained copied with relative links to the repository's files."""
+    for name in CODE_FILES:
+        target = output_dir / name
+        target.unlink(missing_ok=True)
+        target.symlink_to(os.path.relpath(REPO_ROOT / name, output_dir))
+
+
+def export_example(args: ExportArguments) -> Path:
+    output_dir = Path(args.output_dir)
+    model = AutoModelForImageTextToText.from_pretrained(args.model_dir, trust_remote_code=True, dtype=torch.bfloat16)
+    processor = AutoProcessor.from_pretrained(args.model_dir, trust_remote_code=True)
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    link_code_files(output_dir)
+    megabytes = (output_dir / "model.safetensors").stat().st_size / 1e6
+    if megabytes > args.max_megabytes:
+        raise ValueError(f"{output_dir}/model.safetensors is {megabytes:.1f} MB, over --max_megabytes "
+                         f"{args.max_megabytes}. Fix: a smaller model, or raise the limit.")  # fmt: skip
+    return output_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    positional = [item for item in argv[:2] if not item.startswith("-")]
+    argv = [
+        *(f"--{name}={value}" for name, value in zip(("model_dir", "output_dir"), positional)),
+        *argv[len(positional) :],
+    ]
+    (args,) = HfArgumentParser(ExportArguments).parse_args_into_dataclasses(args=argv)
+    print(f"Exported {args.model_dir} -> {export_example(args)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
