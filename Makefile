@@ -9,8 +9,9 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
+export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv test lint demo app bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,8 +32,12 @@ demo: $(STAMP)
 	test -f outputs/tiny-base/config.json || $(PY) scripts/make_tiny_checkpoint.py outputs/tiny-base
 	$(PY) finetune.py configs/demo.yaml
 
+# The captioner in a web page at http://127.0.0.1:7860 (the shipped examples/rsicd-mini by default).
+app: $(STAMP)
+	$(PY) app.py $(APP_ARGS)
+
 bench: $(STAMP)
-	@for script in bench/[!_]*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@for script in bench/[!_]*.py; do echo "== $$script"; $(PY) -m bench.$$(basename $$script .py) || exit 1; done
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -99,8 +99,10 @@ def _folder_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def load_image(path: str | Path) -> Image.Image:
+def load_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
     """Read any PIL-readable image as 8-bit RGB (first frame of multi-page files, EXIF orientation applied).
+
+    `max_pixels`: refuse (ValueError) a larger image before decoding it.
 
     - 16/32-bit integer and float grayscale ("I;16", "I", "F"): linear stretch from the image's own min..max to
       0..255 (remote-sensing products rarely fill their whole range, so a fixed /257 would be near black);
@@ -110,6 +112,8 @@ def load_image(path: str | Path) -> Image.Image:
     Raises OSError/ValueError (PIL's errors) for unreadable files.
     """
     with Image.open(path) as image:
+        if max_pixels is not None and image.width * image.height > max_pixels:
+            raise ValueError(f"{image.width}x{image.height} pixels is over the limit of {max_pixels:,} pixels")
         image.load()  # decode now, so truncated data fails here and not later
         image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):

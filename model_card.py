@@ -462,6 +462,7 @@ def render_model_card(
     *,
     revision: str | None = None,
     dataset: str | None = None,
+    space_id: str | None = None,
 ) -> str:
     """README.md text (YAML metadata + markdown) for publishing `output_dir` (a finetune.py output) as `repo_id`.
 
@@ -559,13 +560,15 @@ def render_model_card(
                  for part, layers in pruned.items() if layers]  # fmt: skip
         summary += (f"\n\nPruned by block influence (`prune.py`): removed {' and '.join(parts)} (indices of the "
                     "unpruned model).")  # fmt: skip
+    space_line = (f"\n\nTry it in a web page: the Space [{space_id}](https://huggingface.co/spaces/{space_id}) "
+                  "captions your images with this model.") if space_id else ""  # fmt: skip
     body = f"""
 # {name}
 
 An aerial-image captioner: **TSN-PaliGemma** fine-tuned from {base_text} with {method} on RISC (NWPU-Captions,
 RSICD and UCM-Captions). This repo holds the **{kind}**.
 
-{summary}
+{summary}{space_line}
 
 ## Model
 

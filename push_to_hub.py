@@ -101,6 +101,11 @@ class PushToHubArguments:
     dataset_id: str | None = field(
         default=None, metadata={"help": "Hub dataset id for the card metadata (e.g. user/risc). Default: RISC."}
     )
+    space: str | None = field(
+        default=None,
+        metadata={"help": "Also publish a Gradio Space `user/name` that captions images with the model (the card "
+                  "links it). With --dry_run DIR: the model goes to DIR/model, the Space to DIR/space."},
+    )  # fmt: skip
 
 
 class PushToHubError(RuntimeError):
@@ -296,6 +301,7 @@ def build_export(
     baseline_results: str | Path | None = None,
     revision: str | None = None,
     dataset_id: str | None = None,
+    space_id: str | None = None,
 ) -> dict[str, Path | bytes]:
     """{repo path: local file to publish as is, or the bytes to publish}: collect_export_files + README.md + the JSON
     files rewritten without local paths. Upload and --dry_run both publish exactly this."""
@@ -311,7 +317,7 @@ def build_export(
             if rewritten is not None:
                 export[repo_path] = rewritten
     card = render_model_card(output_dir, repo_id, adapter_only, base_model, baseline_results, revision=revision,
-                             dataset=dataset_id)  # fmt: skip
+                             dataset=dataset_id, space_id=space_id)  # fmt: skip
     export["README.md"] = card.encode()
     roots = _local_roots(output_dir)
     for repo_path, content in export.items():
@@ -376,6 +382,7 @@ def upload(
     commit_message: str | None = None,
     commit_description: str | None = None,
     endpoint: str | None = None,
+    repo_type: str = "model",
 ) -> CommitInfo:
     """create_repo (exist_ok), create_branch when `revision` is a new branch, then ONE create_commit with every file.
 
@@ -388,12 +395,15 @@ def upload(
         for path, content in export.items()
     ]
     try:
-        api.create_repo(repo_id, private=True if private else None, exist_ok=True)
+        space_sdk = "gradio" if repo_type == "space" else None
+        api.create_repo(repo_id, private=True if private else None, exist_ok=True, repo_type=repo_type,
+                        space_sdk=space_sdk)  # fmt: skip
         if branch != "main":
-            api.create_branch(repo_id, branch=branch, exist_ok=True)
+            api.create_branch(repo_id, branch=branch, exist_ok=True, repo_type=repo_type)
         return api.create_commit(
             repo_id,
             operations,
+            repo_type=repo_type,
             commit_message=commit_message or f"Upload TSN-PaliGemma with push_to_hub.py ({len(operations)} files)",
             commit_description=commit_description,
             revision=branch,
@@ -433,6 +443,7 @@ def publish(
     baseline_results: str | Path | None = None,
     dataset_id: str | None = None,
     endpoint: str | None = None,
+    space_id: str | None = None,
 ) -> CommitInfo | dict[str, Path]:
     """Check everything, build the export, then write it (`dry_run`) or upload it in one commit.
 
@@ -446,7 +457,8 @@ def publish(
     output_dir = check_output_dir(output_dir, adapter_only)
     try:
         export = build_export(output_dir, repo_id, adapter_only, base_model=base_model,
-                              baseline_results=baseline_results, revision=revision, dataset_id=dataset_id)  # fmt: skip
+                              baseline_results=baseline_results, revision=revision, dataset_id=dataset_id,
+                              space_id=space_id)  # fmt: skip
     except (ValueError, FileNotFoundError) as error:  # unreadable results/config, bad --base_model/--baseline_results
         raise PushToHubError(str(error)) from error
     if dry_run is not None:
@@ -454,6 +466,20 @@ def publish(
     message, description = _commit_texts(output_dir, adapter_only, commit_message)
     return upload(export, repo_id, token, private=private, revision=revision, commit_message=message,
                   commit_description=description, endpoint=endpoint)  # fmt: skip
+
+
+def publish_space(space_id: str, model_id: str, *, token: str | None = None, dry_run: str | Path | None = None,
+                  private: bool = False, endpoint: str | None = None) -> CommitInfo | dict[str, Path]:  # fmt: skip
+    """The Gradio Space showing `model_id` (publishing/space.py): written to `dry_run`, or uploaded in one commit."""
+    from publishing import space_files
+
+    check_repo_id(space_id)
+    files = space_files(space_id, model_id)
+    if dry_run is not None:
+        return export_folder(files, dry_run)
+    token = preflight(space_id, token)
+    return upload(files, space_id, token, private=private, endpoint=endpoint, repo_type="space",
+                  commit_message=f"Gradio Space for {model_id} (push_to_hub.py --space)")  # fmt: skip
 
 
 def _size(content: Path | bytes) -> int:
@@ -466,17 +492,29 @@ def main(argv: list[str] | None = None) -> int:
     if argv and not argv[0].startswith("-"):  # OUTPUT_DIR as the first positional argument
         argv = ["--output_dir", *argv]
     (args,) = HfArgumentParser(PushToHubArguments).parse_args_into_dataclasses(args=argv)
+    model_dry_run = space_dry_run = args.dry_run
+    if args.space and args.dry_run:
+        model_dry_run, space_dry_run = str(Path(args.dry_run) / "model"), str(Path(args.dry_run) / "space")
     try:
+        if args.space:
+            check_repo_id(args.space)  # before any work on the model
         result = publish(args.output_dir, args.repo_id, adapter_only=args.adapter_only, private=args.private,
-                         revision=args.revision, dry_run=args.dry_run, token=args.token,
+                         revision=args.revision, dry_run=model_dry_run, token=args.token,
                          commit_message=args.commit_message, base_model=args.base_model,
-                         baseline_results=args.baseline_results, dataset_id=args.dataset_id)  # fmt: skip
+                         baseline_results=args.baseline_results, dataset_id=args.dataset_id,
+                         space_id=args.space)  # fmt: skip
+        space = publish_space(args.space, args.repo_id, token=args.token, dry_run=space_dry_run,
+                              private=args.private) if args.space else None  # fmt: skip
     except PushToHubError as error:
         print(f"push_to_hub.py: error: {error}", file=sys.stderr)
         return 1
+    if isinstance(space, dict):
+        print(f"Dry run: the Space's {len(space)} files are in {space_dry_run}.")
+    elif space is not None:
+        print(f"Published the Space {args.space}: {space.commit_url}")
     if isinstance(result, dict):
         total = sum(_size(path) for path in result.values())
-        print(f"Dry run: {len(result)} files ({total / 1e6:.1f} MB) in {args.dry_run}, nothing uploaded:")
+        print(f"Dry run: {len(result)} files ({total / 1e6:.1f} MB) in {model_dry_run}, nothing uploaded:")
         for repo_path, path in result.items():
             print(f"  {repo_path}  ({_size(path):,} bytes)")
     else:

@@ -36,18 +36,19 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 
 REPO = r"(?P<namespace>[\w.-]+)/(?P<name>[\w.-]+)"
+KIND = r"(?P<kind>models|spaces)"  # a Space is stored under "spaces/<repo id>" (see `files`)
 # (method, regex over the raw, still URL-quoted path, endpoint name). Revisions arrive quoted (`quote(rev, safe="")`).
 ROUTES = [
     ("POST", r"/api/repos/create", "create_repo"),
     ("GET", r"/api/whoami-v2", "whoami"),
     ("POST", r"/api/validate-yaml", "validate_yaml"),
-    ("GET", rf"/api/models/{REPO}(?:/revision/(?P<revision>[^/]+))?", "repo_info"),
-    ("POST", rf"/api/models/{REPO}/branch/(?P<revision>[^/]+)", "create_branch"),
-    ("POST", rf"/api/models/{REPO}/preupload/(?P<revision>[^/]+)", "preupload"),
-    ("POST", rf"/api/models/{REPO}/commit/(?P<revision>[^/]+)", "commit"),
-    ("GET", rf"/api/models/{REPO}/xet-write-token/(?P<revision>[^/]+)", "xet"),
-    ("POST", rf"/api/models/{REPO}/xet-write-token/(?P<revision>[^/]+)", "xet"),
-    ("POST", rf"/{REPO}\.git/info/lfs/objects/batch", "lfs_batch"),
+    ("GET", rf"/api/{KIND}/{REPO}(?:/revision/(?P<revision>[^/]+))?", "repo_info"),
+    ("POST", rf"/api/{KIND}/{REPO}/branch/(?P<revision>[^/]+)", "create_branch"),
+    ("POST", rf"/api/{KIND}/{REPO}/preupload/(?P<revision>[^/]+)", "preupload"),
+    ("POST", rf"/api/{KIND}/{REPO}/commit/(?P<revision>[^/]+)", "commit"),
+    ("GET", rf"/api/{KIND}/{REPO}/xet-write-token/(?P<revision>[^/]+)", "xet"),
+    ("POST", rf"/api/{KIND}/{REPO}/xet-write-token/(?P<revision>[^/]+)", "xet"),
+    ("POST", rf"/(?:(?P<lfs_kind>spaces)/)?{REPO}\.git/info/lfs/objects/batch", "lfs_batch"),
     ("PUT", r"/fake-lfs/objects/(?P<oid>[0-9a-f]{64})", "lfs_upload"),
     ("POST", r"/fake-lfs/verify", "lfs_verify"),
 ]
@@ -225,6 +226,8 @@ class FakeHub:
         params = {key: unquote(value) for key, value in match.groupdict().items() if value is not None}
         if "namespace" in params:
             params["repo_id"] = f"{params.pop('namespace')}/{params.pop('name')}"
+            if "spaces" in (params.pop("kind", None), params.pop("lfs_kind", None)):
+                params["repo_id"] = f"spaces/{params['repo_id']}"
         content_type = headers.get("Content-Type", "")
         payload = None
         if body and endpoint not in ("lfs_upload", "commit") and "json" in content_type:
@@ -272,9 +275,13 @@ class FakeHub:
         return commit
 
     def _create_repo(self, payload, **_):
-        if payload.get("type", "model") != "model":
-            raise HubError(400, f"fake hub: only model repos are supported, got type={payload.get('type')!r}")
+        kind = payload.get("type", "model")
+        if kind not in ("model", "space"):
+            raise HubError(400, f"fake hub: only model and space repos are supported, got type={kind!r}")
+        if kind == "space" and payload.get("sdk") not in ("gradio", "docker", "static"):
+            raise HubError(400, f"fake hub: a Space needs an sdk, got {payload.get('sdk')!r}")
         repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]
+        repo_id = f"spaces/{repo_id}" if kind == "space" else repo_id
         if repo_id in self.repos:
             # The Hub's 409 carries the repo url, which `create_repo(exist_ok=True)` returns.
             raise HubError(409, "You already created this model repo", url=f"{self.url}/{repo_id}")

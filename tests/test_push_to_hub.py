@@ -211,24 +211,6 @@ def adapter_export(run, tmp_path_factory) -> Path:
     return export_dir
 
 
-@pytest.fixture
-def online(monkeypatch):
-    """The in-process client as a user runs it: online, plain LFS (the fake does not speak Xet), a token in HF_TOKEN,
-    no saved login; HF_ENDPOINT is set per test through `constants.ENDPOINT` (read at import time)."""
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setenv("HF_TOKEN", "hf_fake_write_token")
-    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
-    monkeypatch.delenv("HF_OIDC_RESOURCE", raising=False)
-
-
-@pytest.fixture
-def hub(online, monkeypatch):
-    with FakeHub() as fake:
-        monkeypatch.setattr(constants, "ENDPOINT", fake.url)
-        yield fake
-
-
 def _folder_files(folder: Path) -> dict[str, bytes]:
     return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 

@@ -1,0 +1,138 @@
+"""The captioner in a web page (Gradio Blocks): locally, and as a Hugging Face Space.
+
+    python app.py [--model examples/rsicd-mini] [--compare_model MODEL] [--port 7860] [--host 127.0.0.1]
+
+Drop or pick one or more aerial images (the bundled sample is offered as examples), set the prompt, beams and
+length, and read the caption under each image. `--compare_model` adds a second model beside the first (before/after
+fine-tuning, `enhanced` vs `direct`). Any model folder or Hub id works; the default is the small captioner shipped in
+`examples/rsicd-mini` (or, in a Space, the model named in `app_config.json`). Files that are not readable images,
+truncated or too large are named in the page; the others are still captioned.
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import gradio as gr
+from PIL import Image
+
+from inference import caption_images, load_image, load_model
+from processing import DEFAULT_PROMPT
+
+APP_DIR = Path(__file__).resolve().parent
+SAMPLE_DIR = APP_DIR / "dataset_builder" / "sample" / "resized"
+DEFAULT_MODEL = "examples/rsicd-mini"
+MAX_IMAGE_BYTES = 20 * 1024 * 1024  # uploads above this are refused with a message, not decoded
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # a larger image is refused before it is decoded (decompression bombs)
+CAPTIONS_ID = "captions"
+
+
+def default_model() -> str:
+    """app_config.json's model (what a Space export writes), else the shipped example."""
+    config = APP_DIR / "app_config.json"
+    if config.is_file():
+        return json.loads(config.read_text())["model"]
+    return str(APP_DIR / DEFAULT_MODEL)
+
+
+def read_images(paths: list[str]) -> tuple[list, list[str], list[str]]:
+    """(RGB images, their names, one problem line per file that is not a usable image)."""
+    images, names, problems = [], [], []
+    for path in paths or []:
+        name = Path(path).name
+        size = os.path.getsize(path)
+        if size > MAX_IMAGE_BYTES:
+            problems.append(f"{name}: {size / 1e6:.1f} MB is over the {MAX_IMAGE_BYTES / 1e6:.0f} MB limit.")
+            continue
+        try:
+            image = load_image(path, max_pixels=MAX_IMAGE_PIXELS)
+        except (OSError, ValueError, Image.DecompressionBombError) as error:  # not an image, truncated, too large
+            problems.append(f"{name}: not a readable image ({error}).")
+            continue
+        images.append(image)
+        names.append(name)
+    return images, names, problems
+
+
+def build_demo(model_name: str, compare_name: str | None = None) -> gr.Blocks:
+    models = {model_name: load_model(model_name)}
+    if compare_name:
+        models[compare_name] = load_model(compare_name)
+
+    def caption(paths, prompt, num_beams, max_new_tokens):
+        images, names, problems = read_images(paths)
+        galleries, lines = [], []
+        for name, (model, processor) in models.items():
+            captions = (
+                caption_images(
+                    model,
+                    processor,
+                    images,
+                    prompt=prompt or DEFAULT_PROMPT,
+                    num_beams=int(num_beams),
+                    max_new_tokens=int(max_new_tokens),
+                )
+                if images
+                else []
+            )
+            galleries.append(list(zip(images, captions)))
+            lines += (
+                [f"{image_name}\t{text}" for image_name, text in zip(names, captions)]
+                if len(models) == 1
+                else [f"{image_name}\t{Path(name).name}\t{text}" for image_name, text in zip(names, captions)]
+            )
+        message = "\n".join(f"- {problem}" for problem in problems)
+        if not paths:
+            message = "Add one or more images first."
+        return (*galleries, "\n".join(lines), message)
+
+    with gr.Blocks(title="TSN-PaliGemma aerial-image captioner", analytics_enabled=False) as demo:
+        gr.Markdown("# TSN-PaliGemma: aerial-image captions\nDrop one or more aerial images, then press **Caption**.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                files = gr.File(
+                    file_count="multiple", file_types=["image"], type="filepath", label="Images", elem_id="images"
+                )
+                prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt (after <image>)", elem_id="prompt")
+                num_beams = gr.Slider(1, 8, value=1, step=1, label="Beams", elem_id="beams")
+                max_new_tokens = gr.Slider(5, 60, value=30, step=1, label="Max new tokens", elem_id="max_new_tokens")
+                button = gr.Button("Caption", variant="primary", elem_id="caption")
+            with gr.Column(scale=2):
+                galleries = [
+                    gr.Gallery(label=Path(name).name, columns=3, height="auto", elem_id=f"gallery-{i}")
+                    for i, name in enumerate(models)
+                ]
+                message = gr.Markdown(elem_id="message")
+                captions = gr.Textbox(label="Captions (file, caption)", lines=4, elem_id=CAPTIONS_ID)
+        examples = sorted(SAMPLE_DIR.glob("*.jpg"))[:6]
+        if examples:
+            gr.Examples([[[str(path)]] for path in examples], inputs=[files], label="Bundled aerial images")
+        button.click(caption, [files, prompt, num_beams, max_new_tokens], [*galleries, captions, message])
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="Model folder or Hub id (default: the shipped example).")
+    parser.add_argument("--compare_model", default=None, help="A second model shown beside the first.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    args = parser.parse_args(argv)
+    model = args.model or default_model()
+    for name in (model, args.compare_model):
+        if name and (Path(name).is_absolute() or name.startswith(".")) and not Path(name).exists():
+            parser.error(f"the model folder {name} does not exist. Fix: pass --model with a model folder or Hub id.")
+    demo = build_demo(model, args.compare_model)
+    # Gradio's own upload cap sits above ours, so an oversized image gets this app's message in the page.
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        ssr_mode=False,
+        max_file_size=5 * MAX_IMAGE_BYTES,
+        allowed_paths=[str(SAMPLE_DIR)],
+    )
+
+
+if __name__ == "__main__":
+    main()

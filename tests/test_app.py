@@ -1,0 +1,77 @@
+"""app.py in a real browser (headless Chromium): the caption in the page equals inference.py's for the same image
+and settings, and bad uploads get a message in the page while good images are still captioned. Without Chromium
+the browser tests skip with the reason; the file checks run everywhere."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import app
+from scripts.app_browser import browser_missing, caption_in_page, chromium, running_app
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BEAMS, MAX_NEW_TOKENS = 2, 10
+needs_browser = pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
+
+
+def inference_captions(model: Path, images: list[Path]) -> dict[str, str]:
+    command = [sys.executable, str(REPO_ROOT / "inference.py"), *map(str, images), "--model", str(model),
+               "--num_beams", str(BEAMS), "--max_new_tokens", str(MAX_NEW_TOKENS)]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return dict(line.split("\t", 1) for line in completed.stdout.splitlines())
+
+
+def page_captions(text: str) -> dict[str, str]:
+    return dict(line.split("\t", 1) for line in text.splitlines())
+
+
+@pytest.fixture(scope="module")
+def browser_app(tiny_checkpoint):
+    model = tiny_checkpoint()
+    with running_app(model) as url, chromium() as driver:
+        yield model, url, driver
+
+
+@needs_browser
+def test_caption_in_the_browser_equals_inference_py(browser_app, sample_image_paths):
+    model, url, driver = browser_app
+    images = sample_image_paths[:3]
+    captions, message = caption_in_page(driver, url, images, num_beams=BEAMS, max_new_tokens=MAX_NEW_TOKENS)
+    expected = inference_captions(model, images)
+    assert page_captions(captions) == {Path(path).name: caption for path, caption in expected.items()}
+    assert any(expected.values()) and message.strip() == ""
+
+
+@needs_browser
+def test_bad_uploads_get_a_message_and_good_images_still_caption(browser_app, sample_image_paths, tmp_path):
+    model, url, driver = browser_app
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(sample_image_paths[0].read_bytes()[:600])
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("this is a text file, not an image\n")
+    good = sample_image_paths[1]
+    captions, message = caption_in_page(driver, url, [truncated, not_an_image, good], num_beams=BEAMS,
+                                        max_new_tokens=MAX_NEW_TOKENS)  # fmt: skip
+    assert "truncated.jpg: not a readable image" in message and "notes.png: not a readable image" in message
+    assert page_captions(captions) == {good.name: inference_captions(model, [good])[str(good)]}
+    # The app is still alive: a good upload alone captions again, without a message.
+    again, message = caption_in_page(driver, url, [good], num_beams=BEAMS, max_new_tokens=MAX_NEW_TOKENS)
+    assert page_captions(again) == page_captions(captions) and message.strip() == ""
+
+
+def test_read_images_refuses_oversized_files_and_pixel_counts(sample_image_paths, tmp_path, monkeypatch):
+    big = tmp_path / "big.png"
+    Image.new("RGB", (3000, 3000), "white").save(big)
+    monkeypatch.setattr(app, "MAX_IMAGE_PIXELS", 2000 * 2000)
+    images, names, problems = app.read_images([str(big), str(sample_image_paths[0])])
+    assert names == [sample_image_paths[0].name] and len(images) == 1
+    assert problems == ["big.png: not a readable image (3000x3000 pixels is over the limit of 4,000,000 pixels)."]
+    monkeypatch.setattr(app, "MAX_IMAGE_BYTES", 1000)
+    _, names, problems = app.read_images([str(sample_image_paths[0])])
+    assert names == [] and "MB is over the" in problems[0]
