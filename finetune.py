@@ -169,6 +169,8 @@ def run(args, callbacks=None) -> dict:
     model = load_training_model(args.model, args.tsn.overrides(), training, quantization, strategy)
     training.activation_checkpointing = False  # load_training_model did it (non-reentrant, after kbit prep)
     push = training.push_to_hub
+    # The token stays in memory only: the Trainer pickles its arguments into every checkpoint (training_args.bin).
+    hub_token, training.hub_token = training.hub_token, None
     training.push_to_hub = False  # the Trainer would push bare adapters; push_to_hub.py publishes the merged model
     config = unwrapped_model(model).config
     processor = load_processor(args.model, config)
@@ -199,16 +201,16 @@ def run(args, callbacks=None) -> dict:
     if trainer.is_world_process_zero():
         write_json(summary, output_dir / "training_summary.json")
         if push:
-            summary["pushed"] = push_outputs(output_dir, training)
+            summary["pushed"] = push_outputs(output_dir, training, hub_token)
     return summary
 
 
-def push_outputs(output_dir: Path, training) -> bool:
+def push_outputs(output_dir: Path, training, token: str | None) -> bool:
     """Publish the merged model with push_to_hub.py; a failure keeps the outputs and says how to retry."""
     from push_to_hub import PushToHubError, publish
 
     try:
-        publish(output_dir, repo_id=training.hub_model_id, token=training.hub_token,
+        publish(output_dir, repo_id=training.hub_model_id, token=token,
                 private=bool(training.hub_private_repo))  # fmt: skip
     except PushToHubError as error:
         logger.error("%s\nThe outputs are kept; retry with: python push_to_hub.py %s --repo_id %s", error, output_dir,

@@ -9,7 +9,7 @@ model's weights minus the segment encoder (`model.tsn`), so the only difference 
 - `paligemma-3b-224` (whenever CUDA is there; `--real_size` insists on it): random weights at
   google/paligemma-3b-pt-224's size in bf16 (the config and token batches of `bench/cuda_real_size.py`).
 Each setting: one untimed warm-up per model, then `repeats` timed calls alternating direct / tsn (so drift hits both);
-the median is reported. Goal: tsn <= 1.05x direct at real size. Prints one JSON object as its last line.
+the median is reported. Prints one JSON object as its last line.
 """
 
 import copy
@@ -38,7 +38,6 @@ from scripts.make_tiny_checkpoint import TinyCheckpointArguments, build_tiny_mod
 
 SAMPLE_IMAGES = REPO_ROOT / "dataset_builder" / "sample" / "resized"
 REAL_SIZE = "paligemma-3b-224"
-GOAL_RATIO = 1.05
 
 
 @dataclass
@@ -176,11 +175,8 @@ def main(argv: list[str] | None = None) -> dict:
         output["configs"][REAL_SIZE] = summary(compare(models, inputs, args), torch.cuda.get_device_name(),
                                                torch.bfloat16)  # fmt: skip
         del models, inputs
-        ratio = output["configs"][REAL_SIZE]["max_ratio_tsn_over_direct"]
-        output["goal"] = {"max_ratio_tsn_over_direct": GOAL_RATIO, "measured": ratio, "met": ratio <= GOAL_RATIO}
     else:
-        output["goal"] = {"max_ratio_tsn_over_direct": GOAL_RATIO, "measured": None, "met": None,
-                          "skipped": f"{REAL_SIZE} size needs CUDA; the tiny ratios are not the goal's"}  # fmt: skip
+        output["skipped"] = f"{REAL_SIZE} size: needs CUDA"
     print(json.dumps(output))
     return output
 

@@ -1,9 +1,9 @@
 """Time the coco-caption metrics on a RISC-test-sized set: `metrics.caption_metrics` against pycocoevalcap.
 
 4,454 predictions x 5 real references (the RISC test split's size): NWPU-Captions test (3,150 images), RSICD test
-(1,093) and UCM-Captions test (210) plus the first UCM val image, from ../shared/data/annotations. The prediction
-of an image is the first human caption of the next image of the same dataset (usually the same scene class), a
-realistic stand-in for a captioner's output that is never one of its own references.
+(1,093) and UCM-Captions test (210) plus the first UCM val image, from the real annotation files
+(`DATA_DIR/annotations`). The prediction of an image is the first human caption of the next image of the same dataset
+(usually the same scene class), a realistic stand-in for a captioner's output that is never one of its own references.
 
 Each round times, in alternation, pycocoevalcap the way coco-caption's eval.py runs it (PTBTokenizer on the
 references and on the predictions, then `Bleu(4)`, `Meteor`, `Rouge`, `Cider`, the METEOR JVM started inside the
@@ -11,7 +11,7 @@ timing) and `caption_metrics` (one tokenization, overall scores); the median of 
 their Java processes cold in every round. The one-time indexing of METEOR's paraphrase table that the first ever
 `caption_metrics` call does (then cached on disk) is timed separately. The last line printed is a JSON object.
 
-    python bench/metrics.py [--rounds 3] [--data_dir ../shared/data]
+    python -m bench.metrics [--rounds 3] [--data_dir DATA_DIR]
 """
 
 from __future__ import annotations

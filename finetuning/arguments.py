@@ -10,6 +10,7 @@ overrides, checked before anything heavy is loaded.
 
 import enum
 import importlib
+import importlib.util
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -296,13 +297,15 @@ def check_arguments(args: FinetuneArguments) -> None:
         if not data_dir.is_dir():
             raise ConfigError(
                 f"dataset_dir={str(data_dir)!r} does not exist. Fix: point --dataset_dir at a RISC folder "
-                "(captions.csv + resized/), e.g. dataset_builder/sample or ../shared/data/RISC."
+                "(captions.csv + resized/), e.g. dataset_builder/sample."
             )
         if not (data_dir / "captions.csv").is_file():
             raise ConfigError(
                 f"dataset_dir={str(data_dir)!r} has no captions.csv. Fix: use a RISC folder, or convert your data "
                 "with `python -m dataset_builder import ...` (docs/dataset.md)."
             )
+    check_model_path(args.model)
+    check_report_to(training)
     quantization = resolve_quantization(args.model.quantization, on_cuda(training), args.model.train_strategy)
     check_strategy(args.model, quantization)
     if quantization in ("4bit", "8bit") and not bitsandbytes_available():
@@ -316,6 +319,47 @@ def check_arguments(args: FinetuneArguments) -> None:
         raise ConfigError("hpo_trials needs do_train. Fix: drop --do_train false or set --hpo_trials 0.")
     if args.run.hpo_trials and importlib.util.find_spec("optuna") is None:
         raise ConfigError("hpo_trials needs optuna. Fix: pip install -e '.[hpo]' (or pip install optuna).")
+
+
+def check_model_path(model_args: ModelArguments) -> None:
+    """A model that is neither an existing folder nor (plausibly) reachable on the Hub stops here, not in a traceback
+    about internet connections or repo id formats."""
+    name = model_args.model_name_or_path
+    if Path(name).exists():
+        return
+    # A Hub id is `owner/name`; anything else, or an `owner` that is a folder here (outputs/...), is a local path.
+    looks_local = (Path(name).is_absolute() or name.startswith((".", "~")) or name.count("/") != 1
+                   or Path(name.split("/")[0]).is_dir())  # fmt: skip
+    if looks_local:
+        raise ConfigError(
+            f"model_name_or_path={name!r}: the folder does not exist. Fix: create it (e.g. `python "
+            f"scripts/make_tiny_checkpoint.py {name}` for a random test model) or pass an existing folder or Hub id."
+        )
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json", revision=model_args.revision)
+    if constants.HF_HUB_OFFLINE and not isinstance(cached, str):
+        raise ConfigError(
+            f"model_name_or_path={name!r} is not a local folder, and as a Hub id it is not in the cache while "
+            "HF_HUB_OFFLINE=1. Fix: download it once online (unset HF_HUB_OFFLINE; `make` sets it), or pass a local "
+            "folder."
+        )
+
+
+# report_to integration -> the modules that provide it (any one will do)
+TRACKERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",),
+            "comet_ml": ("comet_ml",), "trackio": ("trackio",)}  # fmt: skip
+
+
+def check_report_to(training: TSNTrainingArguments) -> None:
+    """A tracker that is not installed would crash the run after the model is loaded; stop before instead."""
+    for tracker in training.report_to or []:
+        modules = TRACKERS.get(tracker)
+        if modules and not any(importlib.util.find_spec(module) for module in modules):
+            raise ConfigError(
+                f"report_to={tracker!r} needs the {modules[0]} package, which is not installed. Fix: pip install -e "
+                f"'.[tracking]' (or pip install {modules[0]}), or --report_to none."
+            )
 
 
 def on_cuda(training: TSNTrainingArguments) -> bool:
@@ -335,17 +379,24 @@ def check_hub_token(training: TSNTrainingArguments) -> None:
         raise ConfigError(f"push_to_hub is set, but: {error}") from error
 
 
+SECRET_ARGUMENT = re.compile(r"(?:^|_)(?:token|password|secret|api_key)$", re.IGNORECASE)  # not max_new_tokens
+
+
 def resolved_config(args: FinetuneArguments, **updates) -> dict:
     """The flat mapping finetune.py accepts back as a YAML file: every argument the YAML or the CLI set, with its
-    parsed value, then `updates` (e.g. the TSN settings the model actually got, or the best HPO trial)."""
+    parsed value, then `updates` (e.g. the TSN settings the model actually got, or the best HPO trial).
+
+    Secrets (`hub_token`, anything named like a token or password) are never written: the file is meant to be
+    reused and shared.
+    """
     values = {}
-    for name in args.explicit:
+    for name in (name for name in args.explicit if not SECRET_ARGUMENT.search(name)):
         for group in args[:-1]:
             if hasattr(group, name):
                 values[name] = _plain(getattr(group, name))
                 break
     values.update({key: _plain(value) for key, value in updates.items() if value is not None})
-    return values
+    return {key: value for key, value in values.items() if not SECRET_ARGUMENT.search(key)}
 
 
 def _plain(value):

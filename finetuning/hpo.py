@@ -73,6 +73,10 @@ def run_search(args, splits, quantization: str, build_trainer) -> dict:
     if args.run.hpo_max_train_samples:
         splits["train"] = splits["train"].select(range(min(args.run.hpo_max_train_samples, len(splits["train"]))))
     state = {}
+    # Every trial model is built with the configured gradient checkpointing (load_training_model turns it on); the
+    # Trainer's own copy of the flag is switched off below so that it does not enable it a second time.
+    checkpointing = training.activation_checkpointing
+    model_training = dataclasses.replace(training, activation_checkpointing=checkpointing)
     config_dict, _ = PretrainedConfig.get_config_dict(args.model.model_name_or_path, revision=args.model.revision)
     base_crop_size = config_dict.get("tsn_crop_size")
 
@@ -82,7 +86,7 @@ def run_search(args, splits, quantization: str, build_trainer) -> dict:
         params = suggest(trial, args) if trial is not None else {}
         tsn, lora = trial_options(params, args, base_crop_size) if params else (args.tsn.overrides(), {})
         model_args = dataclasses.replace(args.model, **lora)
-        model = load_training_model(model_args, tsn, training, quantization, strategy)
+        model = load_training_model(model_args, tsn, model_training, quantization, strategy)
         config = unwrapped_model(model).config
         processor = load_processor(args.model, config)
         if "trainer" in state:  # scales change the image token count of adapter/replace: re-tokenize to match
@@ -93,12 +97,11 @@ def run_search(args, splits, quantization: str, build_trainer) -> dict:
     def hp_space(trial):
         return {"learning_rate": suggest(trial, args)["learning_rate"]}
 
-    checkpointing = training.activation_checkpointing
     first = model_init()
     processor = load_processor(args.model, unwrapped_model(first).config)
     trainer = build_trainer(args, first, processor, splits, model_init=model_init)
     state["trainer"] = trainer
-    training.activation_checkpointing = False  # apply_lora turns it on per trial model
+    training.activation_checkpointing = False  # the Trainer's flag only: trial models already have it
     best = trainer.hyperparameter_search(
         hp_space=hp_space,
         compute_objective=lambda metrics: metrics["eval_cider"],

@@ -1,4 +1,4 @@
-"""Shared fixtures: repo paths, real sample images, and tiny TSN-PaliGemma checkpoints built once per session."""
+"""Shared fixtures: repo paths, real sample images, and tiny TSN-PaliGemma checkpoints built once per test run."""
 
 import os
 from pathlib import Path

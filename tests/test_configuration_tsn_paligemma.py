@@ -1,4 +1,4 @@
-"""Must-show 6: bad TSN values raise ValueError naming the field and value, at construction and as overrides."""
+"""Bad TSN values raise ValueError naming the field and value, at construction and as overrides."""
 
 import pytest
 from transformers import AutoConfig

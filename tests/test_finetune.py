@@ -22,8 +22,14 @@ DEMO = str(REPO_ROOT / "configs" / "demo.yaml")
 SAMPLE = str(REPO_ROOT / "dataset_builder" / "sample")
 
 
-def test_yaml_then_cli_overrides():
-    args = parse_finetune_args([DEMO, "--learning_rate", "1e-3", "--tsn_segment_scales", "1x1,3x3", "--dataset_dir",
+@pytest.fixture(scope="module")
+def demo(tiny_checkpoint) -> list[str]:
+    """configs/demo.yaml on an existing model folder (the config's outputs/tiny-base is built by `make demo`)."""
+    return [DEMO, "--model_name_or_path", str(tiny_checkpoint()), "--dataset_dir", SAMPLE]
+
+
+def test_yaml_then_cli_overrides(demo):
+    args = parse_finetune_args([*demo, "--learning_rate", "1e-3", "--tsn_segment_scales", "1x1,3x3", "--dataset_dir",
                                 SAMPLE])  # fmt: skip
     assert args.training.learning_rate == 1e-3  # the CLI wins over the YAML's 0.005
     assert args.model.quantization == "4bit" and args.model.lora_r == 32 and args.generation.num_beams == 4
@@ -32,8 +38,8 @@ def test_yaml_then_cli_overrides():
     assert "learning_rate" in args.explicit and "tsn_segment_scales" in args.explicit
 
 
-def test_resolved_config_parses_back_to_the_same_arguments(tmp_path):
-    args = parse_finetune_args([DEMO, "--dataset_dir", SAMPLE, "--tsn_fusion", "ratio", "--report_to", "none"])
+def test_resolved_config_parses_back_to_the_same_arguments(demo, tmp_path):
+    args = parse_finetune_args([*demo, "--tsn_fusion", "ratio", "--report_to", "none"])
     write_config(resolved_config(args, tsn_backbone="resnet18", tsn_generation_ratio=None), tmp_path / "cfg.yaml")
     again = parse_finetune_args([str(tmp_path / "cfg.yaml")])
     for name in args.explicit:
@@ -73,6 +79,18 @@ FAIL_FAST_CASES = {
         "train_strategy='qlora' contradicts quantization='none'",
     ),
     "invalid strategy": (["--train_strategy", "everything"], "train_strategy='everything' is invalid"),
+    "missing model folder": (
+        ["--model_name_or_path", "/nonexistent/tiny-base"],
+        "model_name_or_path='/nonexistent/tiny-base': the folder does not exist. Fix: create it",
+    ),
+    "missing relative model folder": (
+        ["--model_name_or_path", "tests/no-such-model"],
+        "model_name_or_path='tests/no-such-model': the folder does not exist",
+    ),
+    "uncached Hub model offline": (
+        ["--model_name_or_path", "someone/never-downloaded"],
+        "is not a local folder, and as a Hub id it is not in the cache while HF_HUB_OFFLINE=1",
+    ),
     "invalid freeze regex": (
         ["--train_strategy", "freeze", "--quantization", "none", "--trainable_modules", "self_attn("],
         "trainable_modules='self_attn(' is not a valid regex",
@@ -81,23 +99,23 @@ FAIL_FAST_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(FAIL_FAST_CASES))
-def test_fail_fast_before_any_model_is_loaded(case, no_model_loading, capsys):
+def test_fail_fast_before_any_model_is_loaded(case, demo, no_model_loading, capsys):
     extra, message = FAIL_FAST_CASES[case]
-    assert finetune.main([DEMO, "--dataset_dir", SAMPLE, *extra]) == 2
+    assert finetune.main([*demo, *extra]) == 2
     error = capsys.readouterr().err
     assert message in error
-    if "strategy" in case or "quantization" in case:
+    if "strategy" in case or "quantization" in case or "model" in case:
         assert error.count("\n") == 1  # one line
 
 
-def test_fail_fast_push_to_hub_without_token(no_model_loading, monkeypatch, tmp_path, capsys):
+def test_fail_fast_push_to_hub_without_token(demo, no_model_loading, monkeypatch, tmp_path, capsys):
     import huggingface_hub.constants as constants
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))  # no saved login
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "stored_tokens"))
-    argv = [DEMO, "--dataset_dir", SAMPLE, "--push_to_hub", "true", "--hub_model_id", "someone/tsn-demo"]
+    argv = [*demo, "--push_to_hub", "true", "--hub_model_id", "someone/tsn-demo"]
     assert finetune.main(argv) == 2
     error = capsys.readouterr().err
     assert "No Hugging Face token" in error and "hf auth login" in error
@@ -105,11 +123,37 @@ def test_fail_fast_push_to_hub_without_token(no_model_loading, monkeypatch, tmp_
     assert "is not a valid Hub repo id" in capsys.readouterr().err
 
 
-def test_fail_fast_4bit_without_bitsandbytes(no_model_loading, monkeypatch, capsys):
+def test_fail_fast_4bit_without_bitsandbytes(demo, no_model_loading, monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
-    assert finetune.main([DEMO, "--dataset_dir", SAMPLE, "--quantization", "4bit"]) == 2
+    assert finetune.main([*demo, "--quantization", "4bit"]) == 2
     error = capsys.readouterr().err
     assert "needs bitsandbytes" in error and "--quantization none" in error
+
+
+def test_fail_fast_tracker_that_is_not_installed(demo, no_model_loading, monkeypatch, capsys):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("tensorboard") else
+                        real_find_spec(name, *a))  # fmt: skip
+    assert finetune.main([*demo, "--report_to", "tensorboard"]) == 2
+    error = capsys.readouterr().err
+    assert "report_to='tensorboard' needs the tensorboard package" in error and "--report_to none" in error
+
+
+def test_default_install_has_what_the_real_recipes_report_to():
+    import importlib.util
+
+    assert importlib.util.find_spec("tensorboard") is not None
+
+
+def test_no_secret_reaches_the_resolved_config(demo, tmp_path):
+    args = parse_finetune_args([*demo, "--hub_token", "hf_SECRETvalue123", "--push_to_hub", "false"])
+    values = resolved_config(args, hub_token="hf_SECRETvalue123", api_key="k-SECRET")
+    write_config(values, tmp_path / "finetune_config.yaml")
+    text = (tmp_path / "finetune_config.yaml").read_text()
+    assert "SECRET" not in text and "hub_token" not in text and "api_key" not in text
+    assert "learning_rate" in text  # the rest is still there
 
 
 def test_fail_fast_missing_config_file(no_model_loading, capsys):
@@ -150,7 +194,8 @@ def test_loss_without_smoothing_equals_the_model_loss(tiny_model_and_processor, 
 
 def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eval_rows, tmp_path):
     model, processor = tiny_model_and_processor
-    args = parse_finetune_args([DEMO, "--dataset_dir", SAMPLE, "--output_dir", str(tmp_path), "--use_cpu", "true"])
+    args = parse_finetune_args([DEMO, "--model_name_or_path", str(model.name_or_path), "--dataset_dir", SAMPLE,
+                                "--output_dir", str(tmp_path), "--use_cpu", "true"])  # fmt: skip
     splits = {"train": None, "val": eval_rows}
     trainer = finetune.build_trainer(args, model, processor, splits)
     collator = trainer.data_collator
@@ -219,7 +264,10 @@ def test_last_complete_checkpoint_skips_one_cut_off_while_saving(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["risc_paligemma_3b", "risc_paligemma2_3b"])
-def test_real_recipes_parse_with_the_seed_settings(name):
+def test_real_recipes_parse_with_their_settings(name, monkeypatch):
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # the recipes name Hub models: online, they resolve
     path = str(REPO_ROOT / "configs" / f"{name}.yaml")
     if not torch.cuda.is_available():  # bf16 training needs a GPU, or an explicit CPU run
         with pytest.raises(ConfigError, match="bf16"):
@@ -235,10 +283,11 @@ def test_real_recipes_parse_with_the_seed_settings(name):
     assert args.generation.num_beams == 4 and training.load_best_model_at_end and training.activation_checkpointing
 
 
-def test_rsicd_mini_recipe_and_its_direct_twin_differ_only_in_the_integration():
+def test_rsicd_mini_recipe_and_its_direct_twin_differ_only_in_the_integration(tiny_checkpoint):
     path = str(REPO_ROOT / "configs" / "rsicd_mini.yaml")
-    enhanced = parse_finetune_args([path, "--dataset_dir", SAMPLE])
-    direct = parse_finetune_args([path, "--dataset_dir", SAMPLE, "--tsn_integration", "direct"])
+    common = [path, "--dataset_dir", SAMPLE, "--model_name_or_path", str(tiny_checkpoint())]
+    enhanced = parse_finetune_args(common)
+    direct = parse_finetune_args([*common, "--tsn_integration", "direct"])
     assert (enhanced.model.train_strategy, enhanced.model.quantization) == ("full", "none")
     assert (enhanced.tsn.tsn_integration, enhanced.tsn.tsn_batchnorm) == ("enhanced", "train")
     assert direct.tsn.tsn_integration == "direct"

@@ -169,7 +169,7 @@ def test_hpo_writes_a_best_config_that_trains(tiny_base, tmp_path):
 
 
 def test_demo_output_publishes_a_model_that_loads_and_reproduces_its_predictions(demo_run, tmp_path):
-    """Issue 6, must-show 1, on a REAL finetune.py output: `push_to_hub.py --dry_run` writes the card, weights, config
+    """On a REAL finetune.py output: `push_to_hub.py --dry_run` writes the card, weights, config
     with auto_map, both code files and the processor; the card's model-index equals eval_results.json; the export
     loads in a fresh process as Hub code and reproduces predictions.jsonl."""
     from huggingface_hub import ModelCard

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(REPO_ROOT / "configs" / "demo.yaml")
 SAMPLE = str(REPO_ROOT / "dataset_builder" / "sample")
+SECRET = "hf_SECRETtokenThatMustNotBeWritten"
 PEFT_TRAINED = re.compile(r"lora_[AB]\.|\.tsn\.modules_to_save\.default\.")
 
 
@@ -115,7 +116,7 @@ def test_freeze_regex_that_matches_nothing_is_an_error(tiny_checkpoint):
         )
 
 
-def test_full_run_publishes_the_trained_model_without_an_adapter(tiny_checkpoint, tmp_path):
+def test_full_run_publishes_the_trained_model_without_an_adapter(tiny_checkpoint, tmp_path, capfd, caplog):
     output_dir = tmp_path / "full"
     argv = [
         DEMO,
@@ -134,7 +135,11 @@ def test_full_run_publishes_the_trained_model_without_an_adapter(tiny_checkpoint
         "--eval_strategy",
         "no",
         "--save_strategy",
-        "no",
+        "steps",
+        "--save_steps",
+        "1",
+        "--hub_token",
+        SECRET,
         "--load_best_model_at_end",
         "false",
         "--evaluate_before_training",
@@ -149,6 +154,12 @@ def test_full_run_publishes_the_trained_model_without_an_adapter(tiny_checkpoint
         "2",
     ]
     assert finetune.main(argv) == 0
+    # No secret in any output file (checkpoints' training_args.bin included) or in what was printed/logged.
+    written = [path for path in output_dir.rglob("*") if path.is_file()]
+    assert any(path.name == "training_args.bin" for path in written)
+    assert not [path for path in written if SECRET.encode() in path.read_bytes()]
+    captured = capfd.readouterr()
+    assert SECRET not in captured.out + captured.err + caplog.text
     assert not (output_dir / "adapter").exists() and (output_dir / "merged" / "model.safetensors").is_file()
     summary = json.loads((output_dir / "training_summary.json").read_text())
     assert summary["train_strategy"] == "full" and summary["trainable_parameters"] == summary["total_parameters"]

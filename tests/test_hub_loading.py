@@ -1,4 +1,4 @@
-"""Must-show 1: every integration x text model saves, then loads in a FRESH process as Hub custom code with
+"""Every integration x text model saves, then loads in a FRESH process as Hub custom code with
 AutoModel / AutoModelForImageTextToText / AutoModelForCausalLM / AutoProcessor, giving the in-memory model's
 logits (max abs diff 0 in fp32) and tokens, and a caption through `pipeline("image-text-to-text")`."""
 

@@ -67,6 +67,8 @@ def test_the_trainer_loss_runs_the_head_on_caption_positions_only(tiny_checkpoin
     args = parse_finetune_args(
         [
             demo,
+            "--model_name_or_path",
+            str(folder),
             "--dataset_dir",
             SAMPLE,
             "--output_dir",

@@ -157,7 +157,7 @@ def test_one_java_call_equals_pycocoevalcap_tokenizer():
 
 
 def all_real_captions() -> list[str]:
-    """Every caption of ../shared/data: COCO/Karpathy JSON, JSONL, NWPU text files, RISC CSVs ([] when absent)."""
+    """Every real caption: COCO/Karpathy JSON, JSONL, NWPU text files, RISC CSVs ([] when absent)."""
     captions = []
     for path in sorted(DATA.glob("annotations/*/*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -180,7 +180,7 @@ def all_real_captions() -> list[str]:
 def test_python_tokenizer_equals_ptb_jar_on_all_real_captions():
     captions = all_real_captions()
     if not captions:
-        pytest.skip(f"no shared data at {DATA} (the real captions of ../shared/data/annotations)")
+        pytest.skip(f"the real annotation files are absent ({DATA})")
     captions = list(dict.fromkeys(captions))
     assert len(captions) > 50_000
     java = metrics.ptb_tokenize(captions, backend="java")

@@ -24,7 +24,7 @@ TOLERANCE = {key: 1e-9 for key in KEYS} | {"meteor": 1e-6}
 STRIDE = {"UCM": 2, "RSICD": 11, "NWPU": 31}  # 105 + 100 + 102 images, spread over the scene classes
 
 pytestmark = [
-    pytest.mark.skipif(not (DATA / "annotations").is_dir(), reason=f"no shared data at {DATA} (../shared/data)"),
+    pytest.mark.skipif(not (DATA / "annotations").is_dir(), reason=f"the real annotation files are absent ({DATA})"),
     pytest.mark.skipif(not metrics.java_available(), reason="METEOR and the PTB jar need a Java runtime"),
 ]
 

@@ -1,4 +1,4 @@
-"""Must-show 5: 4-bit NF4 on CPU with the TSN module, projector and lm_head unquantized; LoRA on the language model
+"""4-bit NF4 on CPU with the TSN module, projector and lm_head unquantized; LoRA on the language model
 only; a few optimizer steps change the LoRA and TSN weights and nothing else."""
 
 import re
