@@ -17,7 +17,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from inference import caption_images, load_image, load_model
+from captioning import caption_images, load_image, load_model
 from processing import DEFAULT_PROMPT
 
 APP_DIR = Path(__file__).resolve().parent

@@ -7,7 +7,7 @@
         [--max_new_tokens 30] [--fixed_length false]
 
 ```python
->>> from inference import load_image, load_model  # doctest: +SKIP
+>>> from captioning import load_image, load_model  # doctest: +SKIP
 >>> model, processor = load_model("outputs/risc")  # doctest: +SKIP
 >>> result = measure_characteristics(model, processor, [load_image("RSICD_00001.jpg")], num_images=8)  # doctest: +SKIP
 >>> sorted(result)[:4]  # doctest: +SKIP
@@ -30,6 +30,7 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import HfArgumentParser
 
+from captioning import generation_inputs
 from processing import DEFAULT_PROMPT, IMAGE_TOKEN
 
 logger = logging.getLogger(__name__)
@@ -64,16 +65,6 @@ def describe_device(device: torch.device | str) -> str:
     name = name or platform.processor() or platform.machine() or "unknown CPU"
     threads = torch.get_num_threads()
     return f"{name} ({threads} thread{'s' if threads > 1 else ''})" if device.type == "cpu" else f"{name} ({device})"
-
-
-def _inputs(model, processor, image: Image.Image, prompt: str) -> dict[str, torch.Tensor]:
-    image = image if image.mode == "RGB" else image.convert("RGB")
-    inputs = processor(images=[image], text=[IMAGE_TOKEN + prompt.removeprefix(IMAGE_TOKEN)], return_tensors="pt")
-    return {
-        key: value.to(model.device, dtype=model.dtype if key == "pixel_values" else None)
-        for key, value in inputs.items()
-        if key in ("input_ids", "attention_mask", "token_type_ids", "pixel_values")
-    }
 
 
 def _synchronize(device: torch.device) -> None:
@@ -113,7 +104,7 @@ def measure_characteristics(
     was_training = model.training
     model.eval()  # no dropout while measuring; the caller's mode is restored below
     try:
-        inputs = _inputs(model, processor, images[0], prompt)
+        inputs = generation_inputs(model, processor, [images[0]], prompt)
         counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS)
         with counter, torch.inference_mode():
             sequences = model.generate(**inputs, **generate_kwargs)
@@ -124,7 +115,7 @@ def measure_characteristics(
             image = images[max(index, 0) % len(images)]
             _synchronize(device)
             start = time.perf_counter()
-            inputs = _inputs(model, processor, image, prompt)
+            inputs = generation_inputs(model, processor, [image], prompt)
             with torch.inference_mode():
                 sequences = model.generate(**inputs, **generate_kwargs)
             processor.batch_decode(sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
@@ -170,7 +161,7 @@ class CharacteristicsArguments:
 
 def main(argv: list[str] | None = None) -> int:
     """`python characteristics.py MODEL IMAGES... [--num_images 8]`: prints the characteristics as JSON."""
-    from inference import collect_inputs, load_image, load_model  # the CLI reuses inference's loading
+    from captioning import collect_inputs, load_image, load_model
 
     argv = list(sys.argv[1:] if argv is None else argv)
     positionals = []
@@ -188,9 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     model, processor = load_model(args.model)
     result = measure_characteristics(
-        model, processor, [load_image(path) for path in paths], prompt=args.prompt, num_beams=args.num_beams,
-        max_new_tokens=args.max_new_tokens, num_images=args.num_images, fixed_length=args.fixed_length,
-    )  # fmt: skip
+        model,
+        processor,
+        [load_image(path) for path in paths],
+        prompt=args.prompt,
+        num_beams=args.num_beams,
+        max_new_tokens=args.max_new_tokens,
+        num_images=args.num_images,
+        fixed_length=args.fixed_length,
+    )
     print(json.dumps(result, indent=2))  # noqa: T201
     return 0
 

@@ -89,8 +89,11 @@ def train(args, trainer, splits, summary: dict) -> None:
         logger.info("Resuming from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     summary["first_train_loss"], summary["last_train_loss"] = training_losses(trainer.state.log_history)
-    summary.update(global_step=trainer.state.global_step, train_runtime_s=result.metrics.get("train_runtime"),
-                   best_checkpoint=trainer.state.best_model_checkpoint)  # fmt: skip
+    summary.update(
+        global_step=trainer.state.global_step,
+        train_runtime_s=result.metrics.get("train_runtime"),
+        best_checkpoint=trainer.state.best_model_checkpoint,
+    )
 
 
 def save_trained(args, trainer, processor, output_dir: Path) -> Path:
@@ -146,9 +149,14 @@ def write_outputs(args, model, processor, test_split, scorer, output_dir: Path, 
     images = [row["image"].convert("RGB") for row in test_split.select(range(count))]
     write_sample_grid(scorer.last_records[:count], images, output_dir / "samples.png")
     characteristics = measure_characteristics(
-        model, processor, images, prompt=args.data.prompt, num_beams=args.generation.num_beams,
-        max_new_tokens=args.generation.max_new_tokens, num_images=count,
-    )  # fmt: skip
+        model,
+        processor,
+        images,
+        prompt=args.data.prompt,
+        num_beams=args.generation.num_beams,
+        max_new_tokens=args.generation.max_new_tokens,
+        num_images=count,
+    )
     characteristics["trainable_parameters"] = summary.get("trainable_parameters")
     write_json(characteristics, output_dir / "characteristics.json")
 
@@ -175,13 +183,23 @@ def run(args, callbacks=None) -> dict:
     config = unwrapped_model(model).config
     processor = load_processor(args.model, config)
     total, trainable = count_parameters(model)
-    summary = {"train_strategy": strategy, "quantization": quantization, "total_parameters": total,
-               "trainable_parameters": trainable, "integration": config.tsn_integration,
-               "world_size": training.world_size}  # fmt: skip
+    summary = {
+        "train_strategy": strategy,
+        "quantization": quantization,
+        "total_parameters": total,
+        "trainable_parameters": trainable,
+        "integration": config.tsn_integration,
+        "world_size": training.world_size,
+    }
     if training.process_index == 0:
         output_dir.mkdir(parents=True, exist_ok=True)
-        values = resolved_config(args, train_strategy=strategy, quantization=quantization,
-                                 activation_checkpointing=checkpointing, **tsn_settings(config))  # fmt: skip
+        values = resolved_config(
+            args,
+            train_strategy=strategy,
+            quantization=quantization,
+            activation_checkpointing=checkpointing,
+            **tsn_settings(config),
+        )
         header = f"train_strategy {strategy}: {trainable:,} of {total:,} parameters train"
         write_config(values, output_dir / "finetune_config.yaml", header=header)
     trainer = build_trainer(args, model, processor, splits, callbacks=callbacks)
@@ -210,11 +228,14 @@ def push_outputs(output_dir: Path, training, token: str | None) -> bool:
     from push_to_hub import PushToHubError, publish
 
     try:
-        publish(output_dir, repo_id=training.hub_model_id, token=token,
-                private=bool(training.hub_private_repo))  # fmt: skip
+        publish(output_dir, repo_id=training.hub_model_id, token=token, private=bool(training.hub_private_repo))
     except PushToHubError as error:
-        logger.error("%s\nThe outputs are kept; retry with: python push_to_hub.py %s --repo_id %s", error, output_dir,
-                     training.hub_model_id)  # fmt: skip
+        logger.error(
+            "%s\nThe outputs are kept; retry with: python push_to_hub.py %s --repo_id %s",
+            error,
+            output_dir,
+            training.hub_model_id,
+        )
         return False
     return True
 

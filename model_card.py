@@ -37,8 +37,15 @@ DEFAULT_DATASET = "RISC"
 EXAMPLE_IMAGE = "example.jpg"
 SAMPLES_IMAGE = "samples.png"
 CODE_FILES = ("configuration_tsn_paligemma.py", "modeling_tsn_paligemma.py")
-METRIC_NAMES = {"bleu_1": "BLEU-1", "bleu_2": "BLEU-2", "bleu_3": "BLEU-3", "bleu_4": "BLEU-4", "meteor": "METEOR",
-                "rouge_l": "ROUGE-L", "cider": "CIDEr"}  # fmt: skip
+METRIC_NAMES = {
+    "bleu_1": "BLEU-1",
+    "bleu_2": "BLEU-2",
+    "bleu_3": "BLEU-3",
+    "bleu_4": "BLEU-4",
+    "meteor": "METEOR",
+    "rouge_l": "ROUGE-L",
+    "cider": "CIDEr",
+}
 SOURCE_NAMES = {"NWPU": "NWPU-Captions", "RSICD": "RSICD", "UCM": "UCM-Captions", "SYDNEY": "Sydney-Captions"}
 INTEGRATIONS = {
     "enhanced": "segment features are fused into every projected SigLIP image token (each token combines the "
@@ -121,7 +128,7 @@ def read_finetune_config(output_dir: Path) -> dict:
 def model_config(output_dir: Path, adapter_only: bool) -> dict:
     """The TSN-PaliGemma config.json of the published model (merged/, or adapter/ for an adapter-only card), plus
     `image_seq_length` from its processor (a config property, not saved in config.json)."""
-    for folder in (("adapter", "merged") if adapter_only else ("merged", "adapter")):
+    for folder in ("adapter", "merged") if adapter_only else ("merged", "adapter"):
         path = output_dir / folder / "config.json"
         if path.is_file():
             config = read_json(path)
@@ -247,18 +254,28 @@ def _public(value: Any) -> Any:
 def _eval_results(test: dict, dataset: str) -> list[EvalResult]:
     """model-index entries: one result per set (all sources, then each source) x metric, values as in the json."""
     sets = [("all", f"{dataset} (all sources)", test["overall"])]
-    sets += [(group.lower(), f"{dataset} {SOURCE_NAMES.get(group, group)}", scores)
-             for group, scores in (test.get("groups") or {}).items()]  # fmt: skip
+    sets += [
+        (group.lower(), f"{dataset} {SOURCE_NAMES.get(group, group)}", scores)
+        for group, scores in (test.get("groups") or {}).items()
+    ]
     results = []
     for config, name, scores in sets:
         for key, value in scores.items():
             if value is None:
                 continue
-            results.append(EvalResult(
-                task_type="image-text-to-text", task_name="Image captioning", dataset_type=dataset,
-                dataset_name=name, dataset_config=config, dataset_split="test", metric_type=key,
-                metric_name=METRIC_NAMES.get(key, key), metric_value=value,
-            ))  # fmt: skip
+            results.append(
+                EvalResult(
+                    task_type="image-text-to-text",
+                    task_name="Image captioning",
+                    dataset_type=dataset,
+                    dataset_name=name,
+                    dataset_config=config,
+                    dataset_split="test",
+                    metric_type=key,
+                    metric_name=METRIC_NAMES.get(key, key),
+                    metric_value=value,
+                )
+            )
     return results
 
 
@@ -297,9 +314,10 @@ def _tsn_table(config: dict) -> str:
         ]
         if integration == "enhanced":
             fusion = config.get("tsn_fusion")
-            detail = {"gated": "`siglip + tanh(gate) * context`, gate learned from 0",
-                      "ratio": f"`{config.get('tsn_original_ratio')} * siglip + {config.get('tsn_ratio')} * "
-                               "context`"}.get(fusion, "")  # fmt: skip
+            detail = {
+                "gated": "`siglip + tanh(gate) * context`, gate learned from 0",
+                "ratio": f"`{config.get('tsn_original_ratio')} * siglip + {config.get('tsn_ratio')} * context`",
+            }.get(fusion, "")
             rows.append(("fusion", f"`{fusion}`: {detail}"))
         if integration == "replace":
             rows.append(("tokens per segment side", config.get("tsn_replace_grid_size")))
@@ -309,9 +327,13 @@ def _tsn_table(config: dict) -> str:
     rows += [
         ("image size", f"{vision.get('image_size', '-')} px"),
         ("image tokens", config.get("image_seq_length", "-")),
-        ("language model", {"gemma": "Gemma (PaliGemma 1)", "gemma2": "Gemma 2 (PaliGemma 2)"}.get(
-            text.get("model_type"), text.get("model_type", "-"))),
-    ]  # fmt: skip
+        (
+            "language model",
+            {"gemma": "Gemma (PaliGemma 1)", "gemma2": "Gemma 2 (PaliGemma 2)"}.get(
+                text.get("model_type"), text.get("model_type", "-")
+            ),
+        ),
+    ]
     return "\n".join(["| setting | value |", "| --- | --- |"] + [f"| {k} | {_cell(v)} |" for k, v in rows])
 
 
@@ -322,14 +344,21 @@ def _method_text(finetune_config: dict) -> str:
     if strategy == "full":
         return "full training: every weight of the model trained (`train_strategy: full`)"
     if strategy == "freeze":
-        return (f"only the parameters matching `{finetune_config.get('trainable_modules', '-')}` trained, the rest "
-                "frozen (`train_strategy: freeze`)")  # fmt: skip
+        return (
+            f"only the parameters matching `{finetune_config.get('trainable_modules', '-')}` trained, the rest "
+            "frozen (`train_strategy: freeze`)"
+        )
     quantization = finetune_config.get("quantization")
-    base = {"4bit": "4-bit NF4 base with double quantization (QLoRA)", "8bit": "8-bit base",
-            "none": "full-precision base"}.get(quantization, f"quantization {quantization}")  # fmt: skip
-    lora = (f"LoRA r={finetune_config.get('lora_r', '-')}, alpha={finetune_config.get('lora_alpha', '-')}, "
-            f"dropout {finetune_config.get('lora_dropout', '-')} on the language model's q/k/v/o/gate/up/down "
-            "projections; the segment encoder trains fully")  # fmt: skip
+    base = {
+        "4bit": "4-bit NF4 base with double quantization (QLoRA)",
+        "8bit": "8-bit base",
+        "none": "full-precision base",
+    }.get(quantization, f"quantization {quantization}")
+    lora = (
+        f"LoRA r={finetune_config.get('lora_r', '-')}, alpha={finetune_config.get('lora_alpha', '-')}, "
+        f"dropout {finetune_config.get('lora_dropout', '-')} on the language model's q/k/v/o/gate/up/down "
+        "projections; the segment encoder trains fully"
+    )
     return f"{base}; {lora} (`train_strategy: {strategy}`)"
 
 
@@ -338,8 +367,11 @@ def _training_section(finetune_config: dict, base_text: str, trainable: int | No
     if trainable:
         rows.append(("trained parameters", _count(trainable)))
     rows += [(label, _public(finetune_config[key])) for key, label in TRAINING_KEYS if key in finetune_config]
-    generation = [f"{finetune_config[key]} {label}" for key, label in (("num_beams", "beams"),
-                  ("max_new_tokens", "new tokens at most")) if key in finetune_config]  # fmt: skip
+    generation = [
+        f"{finetune_config[key]} {label}"
+        for key, label in (("num_beams", "beams"), ("max_new_tokens", "new tokens at most"))
+        if key in finetune_config
+    ]
     if generation:
         rows.append(("generation (evaluation)", ", ".join(generation)))
     table = "\n".join(["| | |", "| --- | --- |"] + [f"| {k} | {_cell(v)} |" for k, v in rows])
@@ -363,9 +395,11 @@ def _characteristics_section(characteristics: dict) -> str:
         ("latency per image, p95", f"{_number(characteristics.get('latency_ms_p95'), 1)} ms"),
     ]
     get = characteristics.get
-    measured = (f"Measured on {get('device', 'an unnamed device')}, {get('dtype', '-')}, over "
-                f"{get('num_images', '-')} test images, {get('num_beams', '-')} beam(s), at most "
-                f"{get('max_new_tokens', '-')} new tokens per caption.")  # fmt: skip
+    measured = (
+        f"Measured on {get('device', 'an unnamed device')}, {get('dtype', '-')}, over "
+        f"{get('num_images', '-')} test images, {get('num_beams', '-')} beam(s), at most "
+        f"{get('max_new_tokens', '-')} new tokens per caption."
+    )
     return "\n".join(["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in rows]) + "\n\n" + measured
 
 
@@ -377,14 +411,23 @@ def _examples_section(predictions: list[dict], has_samples: bool) -> str:
         lines = ["| image | source | generated | a reference |", "| --- | --- | --- | --- |"]
         for record in predictions[:4]:
             references = record.get("references") or ["-"]
-            lines.append(f"| {_cell(Path(str(record.get('image', '-'))).name)} | {_cell(record.get('source', '-'))} "
-                         f"| {_cell(record.get('prediction', ''))} | {_cell(references[0])} |")  # fmt: skip
+            lines.append(
+                f"| {_cell(Path(str(record.get('image', '-'))).name)} | {_cell(record.get('source', '-'))} "
+                f"| {_cell(record.get('prediction', ''))} | {_cell(references[0])} |"
+            )
         parts.append("\n".join(lines))
     return "\n\n".join(parts) or "No test predictions were shipped with this release."
 
 
-def _usage_section(repo_id: str, revision: str, adapter_only: bool, base_id: str | None, prompt: str,
-                   max_new_tokens: int, num_beams: int) -> str:  # fmt: skip
+def _usage_section(
+    repo_id: str,
+    revision: str,
+    adapter_only: bool,
+    base_id: str | None,
+    prompt: str,
+    max_new_tokens: int,
+    num_beams: int,
+) -> str:
     pin = f'revision = "{revision}"  # better: a commit sha ("Files and versions"), so code and weights stay fixed'
     generate = f"""image = Image.open("aerial.jpg").convert("RGB")
 inputs = processor(images=image, text="<image>{prompt}", return_tensors="pt")
@@ -421,7 +464,7 @@ print(result[0]["generated_text"])
 
 The model was trained and evaluated with the prompt `{prompt}`; other PaliGemma prefixes are untested."""
     base = base_id or "PATH/TO/BASE/PALIGEMMA"
-    base_note = ("" if base_id else "  # the local PaliGemma checkpoint this adapter was trained on (not on the Hub)")
+    base_note = "" if base_id else "  # the local PaliGemma checkpoint this adapter was trained on (not on the Hub)"
     return f"""This repo holds the LoRA adapter and the trained segment encoder only (`peft` format). Rebuild the full
 model from the base PaliGemma with the TSN settings in `config.json` (the model code ships in this repo:
 `trust_remote_code`), load the adapter, and merge it in full precision:
@@ -509,17 +552,30 @@ def render_model_card(
     strategy = finetune_config.get("train_strategy", "qlora" if quantization != "none" else "lora")
     method = {"4bit": "QLoRA", "8bit": "LoRA on an 8-bit base"}.get(quantization, "LoRA")
     method = {"full": "full training", "freeze": "partial training"}.get(strategy, method)
-    tags = ["remote-sensing", "aerial-imagery", "image-captioning", "paligemma", "tsn", f"tsn-{integration}",
-            {"full": "full-training", "freeze": "partial-training"}.get(strategy, "qlora" if quantization == "4bit"
-                                                                            else "lora")]  # fmt: skip
+    tags = [
+        "remote-sensing",
+        "aerial-imagery",
+        "image-captioning",
+        "paligemma",
+        "tsn",
+        f"tsn-{integration}",
+        {"full": "full-training", "freeze": "partial-training"}.get(
+            strategy, "qlora" if quantization == "4bit" else "lora"
+        ),
+    ]
     tags += ["peft", "lora"] if adapter_only else ["custom_code"]
     tags = list(dict.fromkeys(tags))
     extra: dict[str, Any] = {}
     if base_id:
         extra["base_model_relation"] = "adapter" if adapter_only else "finetune"
     if example is not None:
-        extra["widget"] = [{"src": f"https://huggingface.co/{repo_id}/resolve/{revision}/{EXAMPLE_IMAGE}",
-                            "text": f"<image>{prompt}", "example_title": "aerial image"}]  # fmt: skip
+        extra["widget"] = [
+            {
+                "src": f"https://huggingface.co/{repo_id}/resolve/{revision}/{EXAMPLE_IMAGE}",
+                "text": f"<image>{prompt}",
+                "example_title": "aerial image",
+            }
+        ]
     card_data = ModelCardData(
         license=LICENSE,
         base_model=base_id,
@@ -540,28 +596,43 @@ def render_model_card(
     summary_path = output_dir / "training_summary.json"
     trainable = read_json(summary_path).get("trainable_parameters") if summary_path.is_file() else None
     baseline_note = (
-        "\"zero-shot base\" rows: the same architecture before fine-tuning, evaluated the same way."
-        if baseline else "No zero-shot baseline was provided for this release."
-    )  # fmt: skip
+        '"zero-shot base" rows: the same architecture before fine-tuning, evaluated the same way.'
+        if baseline
+        else "No zero-shot baseline was provided for this release."
+    )
     grids = ", ".join(f"{rows}x{cols}" for rows, cols in tsn.get("tsn_segment_scales") or [])
     max_new_tokens = int(finetune_config.get("max_new_tokens") or 30)
-    usage = _usage_section(repo_id, revision, adapter_only, base_id, prompt, max_new_tokens,
-                           int(finetune_config.get("num_beams") or 1))  # fmt: skip
+    usage = _usage_section(
+        repo_id, revision, adapter_only, base_id, prompt, max_new_tokens, int(finetune_config.get("num_beams") or 1)
+    )
     if integration == "direct":
         summary = "This release uses the `direct` integration: plain PaliGemma, without the segment encoder."
     else:
-        summary = (f"TSN-PaliGemma adds a TSN-style multi-scale segment encoder to PaliGemma's image path: the "
-                   f"image is cut into grids ({grids}), every crop goes through a {tsn.get('tsn_backbone', 'CNN')} "
-                   f"in one batched call, and the segment features reach the language model through the "
-                   f"`{integration}` integration.")  # fmt: skip
+        summary = (
+            f"TSN-PaliGemma adds a TSN-style multi-scale segment encoder to PaliGemma's image path: the "
+            f"image is cut into grids ({grids}), every crop goes through a {tsn.get('tsn_backbone', 'CNN')} "
+            f"in one batched call, and the segment features reach the language model through the "
+            f"`{integration}` integration."
+        )
     pruned = config.get("pruned_layers") or {}
     if pruned:
-        parts = [f"{'language-model' if part == 'text' else 'SigLIP'} layers {', '.join(map(str, layers))}"
-                 for part, layers in pruned.items() if layers]  # fmt: skip
-        summary += (f"\n\nPruned by block influence (`prune.py`): removed {' and '.join(parts)} (indices of the "
-                    "unpruned model).")  # fmt: skip
-    space_line = (f"\n\nTry it in a web page: the Space [{space_id}](https://huggingface.co/spaces/{space_id}) "
-                  "captions your images with this model.") if space_id else ""  # fmt: skip
+        parts = [
+            f"{'language-model' if part == 'text' else 'SigLIP'} layers {', '.join(map(str, layers))}"
+            for part, layers in pruned.items()
+            if layers
+        ]
+        summary += (
+            f"\n\nPruned by block influence (`prune.py`): removed {' and '.join(parts)} (indices of the "
+            "unpruned model)."
+        )
+    space_line = (
+        (
+            f"\n\nTry it in a web page: the Space [{space_id}](https://huggingface.co/spaces/{space_id}) "
+            "captions your images with this model."
+        )
+        if space_id
+        else ""
+    )
     body = f"""
 # {name}
 

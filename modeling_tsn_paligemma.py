@@ -78,10 +78,25 @@ class TSNPaliGemmaBackbone(nn.Module):
             self.net.avgpool = None
             self.net.dropout = None
             self.stages = (
-                "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
-                "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-                "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c",
-            )  # fmt: skip
+                "Conv2d_1a_3x3",
+                "Conv2d_2a_3x3",
+                "Conv2d_2b_3x3",
+                "maxpool1",
+                "Conv2d_3b_1x1",
+                "Conv2d_4a_3x3",
+                "maxpool2",
+                "Mixed_5b",
+                "Mixed_5c",
+                "Mixed_5d",
+                "Mixed_6a",
+                "Mixed_6b",
+                "Mixed_6c",
+                "Mixed_6d",
+                "Mixed_6e",
+                "Mixed_7a",
+                "Mixed_7b",
+                "Mixed_7c",
+            )
         else:
             raise ValueError(f"tsn_backbone={name!r} is not supported; use 'resnet18' or 'inception_v3'.")
         self.out_channels = BACKBONE_CHANNELS[name]
@@ -151,8 +166,9 @@ class TSNPaliGemmaSegmentEncoder(nn.Module):
             grid = config.vision_config.image_size // config.vision_config.patch_size
             self.siglip_grid = grid
             # For each SigLIP patch (row-major), the segment index that covers it at each scale. Set in _init_weights.
-            self.register_buffer("patch_segments", torch.empty(grid * grid, len(self.scales), dtype=torch.long),
-                                 persistent=False)  # fmt: skip
+            self.register_buffer(
+                "patch_segments", torch.empty(grid * grid, len(self.scales), dtype=torch.long), persistent=False
+            )
             if self.consensus == "attention":
                 # Each SigLIP token (query) scores the segments covering its patch (keys): small key dim, cheap.
                 key_dim = min(64, hidden_size)
@@ -203,8 +219,13 @@ class TSNPaliGemmaSegmentEncoder(nn.Module):
             tiles = tiles.flatten(0, 1)
             if tiles.shape[-1] != self.crop_size or tiles.shape[-2] != self.crop_size:
                 # fp32: CPU has no antialiased bilinear kernel for bf16.
-                tiles = F.interpolate(tiles.float(), size=(self.crop_size, self.crop_size), mode="bilinear",
-                                      align_corners=False, antialias=True).to(tiles.dtype)  # fmt: skip
+                tiles = F.interpolate(
+                    tiles.float(),
+                    size=(self.crop_size, self.crop_size),
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=True,
+                ).to(tiles.dtype)
             per_scale.append(tiles.unflatten(0, (batch, rows * cols)))
         return torch.cat(per_scale, dim=1).flatten(0, 1)
 
@@ -367,12 +388,20 @@ class TSNPaliGemmaForConditionalGeneration(TSNPaliGemmaPreTrainedModel, PaliGemm
         (2048 x 257,152) is about a fifth of the forward FLOPs and its (B, L, V) logits the largest activation of a
         step, while the loss reads ~20 of ~280 positions. The caller computes the loss from these logits.
         """
-        inputs = {"input_ids": input_ids, "pixel_values": pixel_values, "attention_mask": attention_mask,
-                  "position_ids": position_ids, "cache": cache, "token_type_ids": token_type_ids,
-                  "inputs_embeds": inputs_embeds, "mm_encoder_outputs": mm_encoder_outputs}  # fmt: skip
+        inputs = {
+            "input_ids": input_ids,
+            "pixel_values": pixel_values,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+            "cache": cache,
+            "token_type_ids": token_type_ids,
+            "inputs_embeds": inputs_embeds,
+            "mm_encoder_outputs": mm_encoder_outputs,
+        }
         if not (torch.is_tensor(logits_to_keep) and logits_to_keep.dtype == torch.bool):
-            return super().forward(**inputs, labels=labels, use_cache=use_cache, logits_to_keep=logits_to_keep,
-                                   **kwargs)  # fmt: skip
+            return super().forward(
+                **inputs, labels=labels, use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs
+            )
         if labels is not None:
             raise ValueError(
                 "A boolean logits_to_keep takes no labels: the loss is the caller's, computed on the kept positions "

@@ -144,8 +144,9 @@ def postprocess_caption(text: str, prompt: str | None = DEFAULT_PROMPT) -> str:
     return " ".join(text.split())
 
 
-def decode_captions(processor: PaliGemmaProcessor, sequences: torch.Tensor, prompt_length: int,
-                    prompt: str | None = DEFAULT_PROMPT) -> list[str]:  # fmt: skip
+def decode_captions(
+    processor: PaliGemmaProcessor, sequences: torch.Tensor, prompt_length: int, prompt: str | None = DEFAULT_PROMPT
+) -> list[str]:
     """Decode `generate` output: slice off the (left-padded) prompt of `prompt_length` tokens, then clean up."""
     texts = processor.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
     return [postprocess_caption(text, prompt) for text in texts]

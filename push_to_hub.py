@@ -52,9 +52,17 @@ REPO_ROOT = Path(__file__).resolve().parent
 # The HTTP client's base error and OSError (huggingface_hub >= 1 raises httpx's, 2.x httpx2's): status errors,
 # refused connections and timeouts alike.
 NETWORK_ERRORS = HfHubHTTPError.__bases__
-PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer.model",
-                   "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "chat_template.jinja",
-                   "chat_template.json")  # fmt: skip
+PROCESSOR_FILES = (
+    "processor_config.json",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 MERGED_FILES = ("config.json", "generation_config.json", *CODE_FILES, *PROCESSOR_FILES)
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "config.json", *PROCESSOR_FILES)
 # tokenizer_config.json records how the tokenizer was loaded HERE (and the absolute path of its vocab file): true on
@@ -73,9 +81,11 @@ class PushToHubArguments:
     repo_id: str | None = field(default=None, metadata={"help": "Hub repo to publish to, `user/name` (required)."})
     adapter_only: bool = field(
         default=False,
-        metadata={"help": "Publish only the LoRA adapter + segment encoder (+ processor, TSN config, model code, "
-                          "card); users rebuild from the base PaliGemma. Default: the merged full model."},
-    )  # fmt: skip
+        metadata={
+            "help": "Publish only the LoRA adapter + segment encoder (+ processor, TSN config, model code, "
+            "card); users rebuild from the base PaliGemma. Default: the merged full model."
+        },
+    )
     private: bool = field(default=False, metadata={"help": "Create the repo as private (ignored if it exists)."})
     revision: str | None = field(
         default=None, metadata={"help": "Branch to commit to (created from main if missing). Default: main."}
@@ -90,22 +100,28 @@ class PushToHubArguments:
     commit_message: str | None = field(default=None, metadata={"help": "Commit title. Default: says what and how."})
     base_model: str | None = field(
         default=None,
-        metadata={"help": "Hub id of the base PaliGemma for the card (e.g. google/paligemma-3b-pt-224). Default: "
-                          "finetune_config.yaml's model_name_or_path when it is a Hub id."},
-    )  # fmt: skip
+        metadata={
+            "help": "Hub id of the base PaliGemma for the card (e.g. google/paligemma-3b-pt-224). Default: "
+            "finetune_config.yaml's model_name_or_path when it is a Hub id."
+        },
+    )
     baseline_results: str | None = field(
         default=None,
-        metadata={"help": "eval_results.json of a zero-shot run (finetune.py --do_train false) shown beside the "
-                          "scores. Default: eval_results.json's baseline_test, if any."},
-    )  # fmt: skip
+        metadata={
+            "help": "eval_results.json of a zero-shot run (finetune.py --do_train false) shown beside the "
+            "scores. Default: eval_results.json's baseline_test, if any."
+        },
+    )
     dataset_id: str | None = field(
         default=None, metadata={"help": "Hub dataset id for the card metadata (e.g. user/risc). Default: RISC."}
     )
     space: str | None = field(
         default=None,
-        metadata={"help": "Also publish a Gradio Space `user/name` that captions images with the model (the card "
-                  "links it). With --dry_run DIR: the model goes to DIR/model, the Space to DIR/space."},
-    )  # fmt: skip
+        metadata={
+            "help": "Also publish a Gradio Space `user/name` that captions images with the model (the card "
+            "links it). With --dry_run DIR: the model goes to DIR/model, the Space to DIR/space."
+        },
+    )
 
 
 class PushToHubError(RuntimeError):
@@ -164,8 +180,10 @@ def _missing(folder: Path, alternatives: tuple[str, ...]) -> str | None:
 def check_output_dir(output_dir: str | Path, adapter_only: bool) -> Path:
     """The files publishing needs, checked before any work; the error names the first missing one."""
     output_dir = Path(output_dir)
-    run_first = (f"Run finetune.py first (python finetune.py CONFIG --output_dir {output_dir}): it writes merged/, "
-                 "adapter/, eval_results.json and finetune_config.yaml.")  # fmt: skip
+    run_first = (
+        f"Run finetune.py first (python finetune.py CONFIG --output_dir {output_dir}): it writes merged/, "
+        "adapter/, eval_results.json and finetune_config.yaml."
+    )
     if not output_dir.is_dir():
         raise PushToHubError(f"OUTPUT_DIR {output_dir} does not exist. {run_first}")
     folder = output_dir / ("adapter" if adapter_only else "merged")
@@ -175,9 +193,12 @@ def check_output_dir(output_dir: str | Path, adapter_only: bool) -> Path:
     else:
         needed += [(folder, ("model.safetensors", "model.safetensors.index.json"))]
         needed += [(folder, (name,)) for name in CODE_FILES]
-    needed += [(folder, ("config.json",)), (folder, ("tokenizer_config.json",)),
-               (folder, ("tokenizer.json", "tokenizer.model")),
-               (folder, ("processor_config.json", "preprocessor_config.json"))]  # fmt: skip
+    needed += [
+        (folder, ("config.json",)),
+        (folder, ("tokenizer_config.json",)),
+        (folder, ("tokenizer.json", "tokenizer.model")),
+        (folder, ("processor_config.json", "preprocessor_config.json")),
+    ]
     for where, alternatives in needed:
         missing = _missing(where, alternatives)
         if missing:
@@ -228,8 +249,9 @@ def collect_export_files(output_dir: str | Path, adapter_only: bool = False) -> 
         if example is not None:
             files[EXAMPLE_IMAGE] = example
         else:
-            logger.warning("No example image (output_dir/%s or the first test image): the card has no widget.",
-                           EXAMPLE_IMAGE)  # fmt: skip
+            logger.warning(
+                "No example image (output_dir/%s or the first test image): the card has no widget.", EXAMPLE_IMAGE
+            )
     skipped = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in files)
     if skipped:
         logger.info("Not published from %s: %s", folder.name, ", ".join(skipped))
@@ -308,16 +330,26 @@ def build_export(
     output_dir = Path(output_dir)
     base_id = base_model_id(read_finetune_config(output_dir), base_model)
     if adapter_only and base_id is None:
-        logger.warning("The base model is a local folder: the adapter card cannot name it. Pass --base_model HUB_ID "
-                       "if the base is on the Hub.")  # fmt: skip
+        logger.warning(
+            "The base model is a local folder: the adapter card cannot name it. Pass --base_model HUB_ID "
+            "if the base is on the Hub."
+        )
     export: dict[str, Path | bytes] = dict(collect_export_files(output_dir, adapter_only))
     for repo_path, source in list(export.items()):
         if repo_path.endswith(".json") and repo_path != "eval_results.json" and repo_path != "tokenizer.json":
             rewritten = public_json(repo_path, source, base_id)
             if rewritten is not None:
                 export[repo_path] = rewritten
-    card = render_model_card(output_dir, repo_id, adapter_only, base_model, baseline_results, revision=revision,
-                             dataset=dataset_id, space_id=space_id)  # fmt: skip
+    card = render_model_card(
+        output_dir,
+        repo_id,
+        adapter_only,
+        base_model,
+        baseline_results,
+        revision=revision,
+        dataset=dataset_id,
+        space_id=space_id,
+    )
     export["README.md"] = card.encode()
     roots = _local_roots(output_dir)
     for repo_path, content in export.items():
@@ -396,8 +428,9 @@ def upload(
     ]
     try:
         space_sdk = "gradio" if repo_type == "space" else None
-        api.create_repo(repo_id, private=True if private else None, exist_ok=True, repo_type=repo_type,
-                        space_sdk=space_sdk)  # fmt: skip
+        api.create_repo(
+            repo_id, private=True if private else None, exist_ok=True, repo_type=repo_type, space_sdk=space_sdk
+        )
         if branch != "main":
             api.create_branch(repo_id, branch=branch, exist_ok=True, repo_type=repo_type)
         return api.create_commit(
@@ -423,8 +456,11 @@ def _commit_texts(output_dir: Path, adapter_only: bool, commit_message: str | No
     what = "LoRA adapter + segment encoder" if adapter_only else "merged model"
     results = json.loads((output_dir / "eval_results.json").read_text(encoding="utf-8"))
     overall = (results.get("test") or {}).get("overall") or {}
-    scores = ", ".join(f"{key} {overall[key]:.4f}" for key in ("bleu_4", "meteor", "rouge_l", "cider")
-                       if isinstance(overall.get(key), (int, float)))  # fmt: skip
+    scores = ", ".join(
+        f"{key} {overall[key]:.4f}"
+        for key in ("bleu_4", "meteor", "rouge_l", "cider")
+        if isinstance(overall.get(key), (int, float))
+    )
     message = commit_message or f"Upload TSN-PaliGemma {what} (push_to_hub.py)"
     return message, f"Test scores (coco-caption): {scores}." if scores else ""
 
@@ -456,20 +492,42 @@ def publish(
         token = preflight(repo_id, token)
     output_dir = check_output_dir(output_dir, adapter_only)
     try:
-        export = build_export(output_dir, repo_id, adapter_only, base_model=base_model,
-                              baseline_results=baseline_results, revision=revision, dataset_id=dataset_id,
-                              space_id=space_id)  # fmt: skip
+        export = build_export(
+            output_dir,
+            repo_id,
+            adapter_only,
+            base_model=base_model,
+            baseline_results=baseline_results,
+            revision=revision,
+            dataset_id=dataset_id,
+            space_id=space_id,
+        )
     except (ValueError, FileNotFoundError) as error:  # unreadable results/config, bad --base_model/--baseline_results
         raise PushToHubError(str(error)) from error
     if dry_run is not None:
         return export_folder(export, dry_run)
     message, description = _commit_texts(output_dir, adapter_only, commit_message)
-    return upload(export, repo_id, token, private=private, revision=revision, commit_message=message,
-                  commit_description=description, endpoint=endpoint)  # fmt: skip
+    return upload(
+        export,
+        repo_id,
+        token,
+        private=private,
+        revision=revision,
+        commit_message=message,
+        commit_description=description,
+        endpoint=endpoint,
+    )
 
 
-def publish_space(space_id: str, model_id: str, *, token: str | None = None, dry_run: str | Path | None = None,
-                  private: bool = False, endpoint: str | None = None) -> CommitInfo | dict[str, Path]:  # fmt: skip
+def publish_space(
+    space_id: str,
+    model_id: str,
+    *,
+    token: str | None = None,
+    dry_run: str | Path | None = None,
+    private: bool = False,
+    endpoint: str | None = None,
+) -> CommitInfo | dict[str, Path]:
     """The Gradio Space showing `model_id` (publishing/space.py): written to `dry_run`, or uploaded in one commit."""
     from publishing import space_files
 
@@ -478,8 +536,15 @@ def publish_space(space_id: str, model_id: str, *, token: str | None = None, dry
     if dry_run is not None:
         return export_folder(files, dry_run)
     token = preflight(space_id, token)
-    return upload(files, space_id, token, private=private, endpoint=endpoint, repo_type="space",
-                  commit_message=f"Gradio Space for {model_id} (push_to_hub.py --space)")  # fmt: skip
+    return upload(
+        files,
+        space_id,
+        token,
+        private=private,
+        endpoint=endpoint,
+        repo_type="space",
+        commit_message=f"Gradio Space for {model_id} (push_to_hub.py --space)",
+    )
 
 
 def _size(content: Path | bytes) -> int:
@@ -498,13 +563,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.space:
             check_repo_id(args.space)  # before any work on the model
-        result = publish(args.output_dir, args.repo_id, adapter_only=args.adapter_only, private=args.private,
-                         revision=args.revision, dry_run=model_dry_run, token=args.token,
-                         commit_message=args.commit_message, base_model=args.base_model,
-                         baseline_results=args.baseline_results, dataset_id=args.dataset_id,
-                         space_id=args.space)  # fmt: skip
-        space = publish_space(args.space, args.repo_id, token=args.token, dry_run=space_dry_run,
-                              private=args.private) if args.space else None  # fmt: skip
+        result = publish(
+            args.output_dir,
+            args.repo_id,
+            adapter_only=args.adapter_only,
+            private=args.private,
+            revision=args.revision,
+            dry_run=model_dry_run,
+            token=args.token,
+            commit_message=args.commit_message,
+            base_model=args.base_model,
+            baseline_results=args.baseline_results,
+            dataset_id=args.dataset_id,
+            space_id=args.space,
+        )
+        space = (
+            publish_space(args.space, args.repo_id, token=args.token, dry_run=space_dry_run, private=args.private)
+            if args.space
+            else None
+        )
     except PushToHubError as error:
         print(f"push_to_hub.py: error: {error}", file=sys.stderr)
         return 1
@@ -519,8 +596,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {repo_path}  ({_size(path):,} bytes)")
     else:
         branch = args.revision or "main"
-        print(f"Published {args.repo_id} ({'adapter' if args.adapter_only else 'merged model'}) to branch {branch}: "
-              f"{result.commit_url}\nPin this commit in from_pretrained: revision=\"{result.oid}\"")  # fmt: skip
+        print(
+            f"Published {args.repo_id} ({'adapter' if args.adapter_only else 'merged model'}) to branch {branch}: "
+            f'{result.commit_url}\nPin this commit in from_pretrained: revision="{result.oid}"'
+        )
     return 0
 
 

@@ -25,8 +25,9 @@ VISION_TOWER_TARGETS = r"model\.vision_tower\..*\.(?:self_attn\.(?:[qkv]_proj|ou
 QUANTIZATION_CHOICES = ("4bit", "8bit", "none")
 
 
-def quantization_config(quantization: str, compute_dtype: torch.dtype = torch.bfloat16,
-                        quant_storage: torch.dtype = torch.uint8) -> BitsAndBytesConfig | None:  # fmt: skip
+def quantization_config(
+    quantization: str, compute_dtype: torch.dtype = torch.bfloat16, quant_storage: torch.dtype = torch.uint8
+) -> BitsAndBytesConfig | None:
     """NF4 4-bit (double quantization) or 8-bit config keeping the TSN encoder, projector and LM head unquantized.
 
     compute_dtype: bf16 on CUDA, fp32 on CPU (bitsandbytes' CPU kernels). quant_storage: the dtype the packed 4-bit
@@ -70,8 +71,15 @@ def keep_training_layout(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def apply_lora(model, r: int = 32, alpha: int = 64, dropout: float = 0.1, include_vision_tower: bool = False,
-               quantized: bool = True, gradient_checkpointing: bool = True):  # fmt: skip
+def apply_lora(
+    model,
+    r: int = 32,
+    alpha: int = 64,
+    dropout: float = 0.1,
+    include_vision_tower: bool = False,
+    quantized: bool = True,
+    gradient_checkpointing: bool = True,
+):
     """Wrap `model` with LoRA on the language model; the segment encoder (if any) trains fully.
 
     With a quantized base, `prepare_model_for_kbit_training` freezes the base, upcasts norms and enables

@@ -34,8 +34,12 @@ def batch(config, size: int, with_caption: bool) -> dict:
     image_tokens = config.image_seq_length
     generator = torch.Generator().manual_seed(0)
     prompt = torch.randint(1000, 200000, (size, PROMPT_TOKENS), generator=generator)
-    parts = [torch.full((size, image_tokens), IMAGE_TOKEN), torch.full((size, 1), BOS), prompt,
-             torch.full((size, 1), NEWLINE)]  # fmt: skip
+    parts = [
+        torch.full((size, image_tokens), IMAGE_TOKEN),
+        torch.full((size, 1), BOS),
+        prompt,
+        torch.full((size, 1), NEWLINE),
+    ]
     prefix = sum(part.shape[1] for part in parts)
     if with_caption:
         parts += [torch.randint(1000, 200000, (size, CAPTION_TOKENS), generator=generator), torch.full((size, 1), EOS)]
@@ -57,9 +61,12 @@ def train_steps(folder: Path, integration: str, steps: int) -> dict:
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     model = TSNPaliGemmaForConditionalGeneration.from_pretrained(
-        folder, tsn_integration=integration, dtype=torch.bfloat16, device_map={"": 0},
+        folder,
+        tsn_integration=integration,
+        dtype=torch.bfloat16,
+        device_map={"": 0},
         quantization_config=quantization_config("4bit", compute_dtype=torch.bfloat16),
-    )  # fmt: skip
+    )
     loaded_gib = torch.cuda.memory_allocated() / 2**30
     model = apply_lora(model, r=32, alpha=64, dropout=0.1)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -101,8 +108,12 @@ def generation(folder: Path, integration: str) -> dict:
     for size in (1, 8):
         inputs = batch(model.config, size, with_caption=False)
         for beams in (1, 4):
-            kwargs = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS, "num_beams": beams,
-                      "do_sample": False}  # fmt: skip
+            kwargs = {
+                "max_new_tokens": NEW_TOKENS,
+                "min_new_tokens": NEW_TOKENS,
+                "num_beams": beams,
+                "do_sample": False,
+            }
             with torch.no_grad():
                 model.generate(**inputs, **kwargs)  # warm-up
                 torch.cuda.synchronize()
@@ -123,8 +134,9 @@ def real_size_checkpoint(workdir: str | Path) -> Path:
     """A random bf16 TSN-PaliGemma of PaliGemma-3B-224's size in `workdir`, built on the GPU once and reused."""
     folder = Path(workdir)
     if not (folder / "config.json").is_file():
-        config = TSNPaliGemmaConfig(**REAL_SIZES["paligemma-3b-224"], tsn_pretrained_backbone=False,
-                                    image_token_index=IMAGE_TOKEN)  # fmt: skip
+        config = TSNPaliGemmaConfig(
+            **REAL_SIZES["paligemma-3b-224"], tsn_pretrained_backbone=False, image_token_index=IMAGE_TOKEN
+        )
         torch.manual_seed(0)
         with torch.device("cuda"):
             model = TSNPaliGemmaForConditionalGeneration(config).to(torch.bfloat16)
@@ -146,8 +158,10 @@ def main() -> None:
     folder = real_size_checkpoint(args.workdir)
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     for integration in ("direct", "enhanced"):
-        results[integration] = {"train_4bit": train_steps(folder, integration, args.steps),
-                                "generate_bf16": generation(folder, integration)}  # fmt: skip
+        results[integration] = {
+            "train_4bit": train_steps(folder, integration, args.steps),
+            "generate_bf16": generation(folder, integration),
+        }
         print(integration, json.dumps(results[integration]), file=sys.stderr)
     overhead = {}
     for key, direct in results["direct"]["generate_bf16"].items():

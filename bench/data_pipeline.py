@@ -134,8 +134,12 @@ def main(argv: list[str] | None = None) -> dict:
             runs[num_workers] = run = time_loader(dataset, collator, args.batch_size, num_workers)
             logger.info(
                 "num_workers=%d: %d samples in %.2f s (%.1f samples/s), %s CPU-s",
-                num_workers, run["samples"], run["seconds"], run["samples"] / run["seconds"], run["cpu_seconds"],
-            )  # fmt: skip
+                num_workers,
+                run["samples"],
+                run["seconds"],
+                run["samples"] / run["seconds"],
+                run["cpu_seconds"],
+            )
 
     # Per core = samples per CPU-second actually spent (main process + workers): unlike wall-clock / cores, it
     # does not depend on how busy a shared machine is. Wall-clock samples/s is reported as measured.

@@ -32,22 +32,42 @@ REAL_SIZES = {
     # google/paligemma-3b-pt-224: SigLIP So400m/14 at 224 px + Gemma 2B
     "paligemma-3b-224": {
         "vision_config": {**SIGLIP_SO400M, "image_size": 224},
-        "text_config": {"model_type": "gemma", "hidden_size": 2048, "intermediate_size": 16384,
-                        "num_hidden_layers": 18, "num_attention_heads": 8, "num_key_value_heads": 1,
-                        "head_dim": 256, "vocab_size": 257216},
-        "projection_dim": 2048, "hidden_size": 2048, "vocab_size": 257216,
+        "text_config": {
+            "model_type": "gemma",
+            "hidden_size": 2048,
+            "intermediate_size": 16384,
+            "num_hidden_layers": 18,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 1,
+            "head_dim": 256,
+            "vocab_size": 257216,
+        },
+        "projection_dim": 2048,
+        "hidden_size": 2048,
+        "vocab_size": 257216,
     },
     # google/paligemma2-3b-pt-448: SigLIP So400m/14 at 448 px + Gemma 2 2B
     "paligemma2-3b-448": {
         "vision_config": {**SIGLIP_SO400M, "image_size": 448},
-        "text_config": {"model_type": "gemma2", "hidden_size": 2304, "intermediate_size": 9216,
-                        "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4,
-                        "head_dim": 256, "vocab_size": 257216, "sliding_window": 4096,
-                        "query_pre_attn_scalar": 256, "final_logit_softcapping": 30.0,
-                        "attn_logit_softcapping": 50.0},
-        "projection_dim": 2304, "hidden_size": 2304, "vocab_size": 257216,
+        "text_config": {
+            "model_type": "gemma2",
+            "hidden_size": 2304,
+            "intermediate_size": 9216,
+            "num_hidden_layers": 26,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 4,
+            "head_dim": 256,
+            "vocab_size": 257216,
+            "sliding_window": 4096,
+            "query_pre_attn_scalar": 256,
+            "final_logit_softcapping": 30.0,
+            "attn_logit_softcapping": 50.0,
+        },
+        "projection_dim": 2304,
+        "hidden_size": 2304,
+        "vocab_size": 257216,
     },
-}  # fmt: skip
+}
 
 
 def forward_flops(size: dict, integration: str, text_tokens: int, **tsn_options) -> int:

@@ -86,8 +86,7 @@ def real_size_models_and_inputs(batch_sizes: list[int], dimensions: dict = REAL_
     from bench.cuda_real_size import IMAGE_TOKEN as IMAGE_TOKEN_ID
     from bench.cuda_real_size import batch
 
-    config = TSNPaliGemmaConfig(**dimensions, tsn_pretrained_backbone=False,
-                                image_token_index=IMAGE_TOKEN_ID)  # fmt: skip
+    config = TSNPaliGemmaConfig(**dimensions, tsn_pretrained_backbone=False, image_token_index=IMAGE_TOKEN_ID)
     torch.manual_seed(0)
     with torch.device("cuda"):
         tsn = TSNPaliGemmaForConditionalGeneration(config).to(torch.bfloat16).eval()
@@ -121,8 +120,12 @@ def compare(models: dict, inputs: dict, args: GenerationBenchArguments) -> dict:
     results = {}
     for size, batch in inputs.items():
         for beams in args.beams:
-            kwargs = {"max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens, "num_beams": beams,
-                      "do_sample": False}  # fmt: skip
+            kwargs = {
+                "max_new_tokens": args.new_tokens,
+                "min_new_tokens": args.new_tokens,
+                "num_beams": beams,
+                "do_sample": False,
+            }
             times = {name: [] for name in models}
             for model in models.values():
                 timed_generate(model, batch, kwargs)  # warm-up
@@ -135,9 +138,11 @@ def compare(models: dict, inputs: dict, args: GenerationBenchArguments) -> dict:
                 row[name] = {"ms_per_image": round(1000 * median / size, 3), "captions_per_s": round(size / median, 2)}
             row["ratio_tsn_over_direct"] = round(row["tsn"]["ms_per_image"] / row["direct"]["ms_per_image"], 4)
             results[f"batch{size}_beams{beams}"] = row
-            print(f"  batch {size}, {beams} beam(s): direct {row['direct']['ms_per_image']} ms/image, "
-                  f"tsn {row['tsn']['ms_per_image']} ms/image, ratio {row['ratio_tsn_over_direct']}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"  batch {size}, {beams} beam(s): direct {row['direct']['ms_per_image']} ms/image, "
+                f"tsn {row['tsn']['ms_per_image']} ms/image, ratio {row['ratio_tsn_over_direct']}",
+                file=sys.stderr,
+            )
     return results
 
 
@@ -157,8 +162,13 @@ def main(argv: list[str] | None = None) -> dict:
     real_size = args.real_size or (torch.cuda.is_available() and not args.tiny_only)
     if real_size and not torch.cuda.is_available():
         raise SystemExit("--real_size needs a CUDA GPU (3B parameters in bf16); run without it on CPU (tiny only).")
-    output = {"benchmark": "generation", "new_tokens": args.new_tokens, "repeats": args.repeats,
-              "torch": torch.__version__, "configs": {}}  # fmt: skip
+    output = {
+        "benchmark": "generation",
+        "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+        "configs": {},
+    }
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -172,8 +182,9 @@ def main(argv: list[str] | None = None) -> dict:
     if real_size:
         print(f"{REAL_SIZE}, random weights, bf16, {torch.cuda.get_device_name()}:", file=sys.stderr)
         models, inputs = real_size_models_and_inputs(args.batch_sizes)
-        output["configs"][REAL_SIZE] = summary(compare(models, inputs, args), torch.cuda.get_device_name(),
-                                               torch.bfloat16)  # fmt: skip
+        output["configs"][REAL_SIZE] = summary(
+            compare(models, inputs, args), torch.cuda.get_device_name(), torch.bfloat16
+        )
         del models, inputs
     else:
         output["skipped"] = f"{REAL_SIZE} size: needs CUDA"

@@ -59,9 +59,11 @@ class TrainStepBenchArguments:
     warmup: int = field(default=2, metadata={"help": "Untimed training steps before the timed ones."})
     threads: int = field(
         default=1,
-        metadata={"help": "torch threads of the CPU workers (0: torch's own choice). One by default: the tiny model "
-                  "gains little from more, and more threads on a busy shared machine oversubscribe it."},
-    )  # fmt: skip
+        metadata={
+            "help": "torch threads of the CPU workers (0: torch's own choice). One by default: the tiny model "
+            "gains little from more, and more threads on a busy shared machine oversubscribe it."
+        },
+    )
     integrations: list[str] = field(
         default_factory=lambda: list(INTEGRATIONS),
         metadata={"help": "Integrations to time; `direct` is always added (first) as the reference."},
@@ -122,12 +124,16 @@ def quiet_loading() -> None:
 def load_training_model(base: str | Path, integration: str, dtype: torch.dtype, lora: dict, **load_kwargs):
     """`finetuning.model_setup.load_training_model` for one integration: quantized base -> TSN -> LoRA."""
     model = TSNPaliGemmaForConditionalGeneration.from_base_pretrained(
-        base, tsn_integration=integration, dtype=dtype,
-        quantization_config=quantization_config("4bit", compute_dtype=dtype), **load_kwargs,
-    )  # fmt: skip
+        base,
+        tsn_integration=integration,
+        dtype=dtype,
+        quantization_config=quantization_config("4bit", compute_dtype=dtype),
+        **load_kwargs,
+    )
     config = model.config
-    model = apply_lora(model, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"], quantized=True,
-                       gradient_checkpointing=True)  # fmt: skip
+    model = apply_lora(
+        model, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"], quantized=True, gradient_checkpointing=True
+    )
     return model, config
 
 
@@ -208,22 +214,34 @@ def tiny_worker(args: TrainStepBenchArguments) -> dict:
     loaded = current_rss_mib()
     result = train_steps(model, inputs, args.steps, args.warmup)
     peak = peak_rss_mib()
-    result.update({
-        "peak_rss_mib": peak,
-        "peak_rss_over_baseline_mib": round(peak - baseline, 1),
-        "baseline_rss_mib": baseline,  # after imports, before the model: torch + transformers + peft + bitsandbytes
-        "loaded_rss_mib": loaded,
-        "image_tokens": config.image_seq_length,
-        "sequence_length": inputs["input_ids"].shape[1],
-        "trainable_params": trainable_parameters(model),
-        "threads": torch.get_num_threads(),
-    })  # fmt: skip
+    result.update(
+        {
+            "peak_rss_mib": peak,
+            "peak_rss_over_baseline_mib": round(peak - baseline, 1),
+            "baseline_rss_mib": baseline,  # after imports (torch, transformers, peft, bitsandbytes), before the model
+            "loaded_rss_mib": loaded,
+            "image_tokens": config.image_seq_length,
+            "sequence_length": inputs["input_ids"].shape[1],
+            "trainable_params": trainable_parameters(model),
+            "threads": torch.get_num_threads(),
+        }
+    )
     return result
 
 
 def run_worker(integration: str, base: Path, args: TrainStepBenchArguments) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", integration, "--base", str(base),
-               "--steps", str(args.steps), "--warmup", str(args.warmup)]  # fmt: skip
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        integration,
+        "--base",
+        str(base),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+    ]
     command += ["--threads", str(args.threads)]
     start = time.perf_counter()
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)  # stderr passes through
@@ -239,8 +257,14 @@ def tiny_cpu(args: TrainStepBenchArguments, integrations: list[str]) -> dict:
     from scripts.make_tiny_checkpoint import TinyCheckpointArguments, make_tiny_checkpoint
 
     load_risc(SAMPLE_DIR)  # build the Arrow cache once here, not inside a timed worker
-    results = {"device": cpu_name(), "dtype": "float32 (4-bit NF4 base)", "batch_size": BATCH_SIZE,
-               "lora": TINY_LORA, "steps": args.steps, "warmup": args.warmup}  # fmt: skip
+    results = {
+        "device": cpu_name(),
+        "dtype": "float32 (4-bit NF4 base)",
+        "batch_size": BATCH_SIZE,
+        "lora": TINY_LORA,
+        "steps": args.steps,
+        "warmup": args.warmup,
+    }
     with tempfile.TemporaryDirectory(prefix="tiny-base-") as folder:
         # The base is a plain (direct) PaliGemma, like google/paligemma-3b-pt-224 in finetune.py: every integration
         # gets the same base weights and a freshly initialised segment encoder.
@@ -248,9 +272,12 @@ def tiny_cpu(args: TrainStepBenchArguments, integrations: list[str]) -> dict:
         for integration in integrations:
             row = run_worker(integration, base, args)
             results[integration] = row
-            print(f"  tiny {integration:8s}: {row['s_per_step']:.4f} s/step ({row['samples_per_s']:.2f} samples/s), "
-                  f"peak RSS {row['peak_rss_mib']:.0f} MiB, {row['image_tokens']} image tokens, "
-                  f"loss {row['losses'][0]} -> {row['losses'][-1]}", file=sys.stderr)  # fmt: skip
+            print(
+                f"  tiny {integration:8s}: {row['s_per_step']:.4f} s/step ({row['samples_per_s']:.2f} samples/s), "
+                f"peak RSS {row['peak_rss_mib']:.0f} MiB, {row['image_tokens']} image tokens, "
+                f"loss {row['losses'][0]} -> {row['losses'][-1]}",
+                file=sys.stderr,
+            )
     add_ratios(results, "peak_rss_mib")
     return results
 
@@ -267,13 +294,15 @@ def real_size_one(folder: Path, integration: str, args: TrainStepBenchArguments)
     loaded = torch.cuda.memory_allocated() / 2**30
     inputs = batch(config, BATCH_SIZE, with_caption=True)
     result = train_steps(model, inputs, args.steps, args.warmup, autocast_dtype=torch.bfloat16)
-    result.update({
-        "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3),
-        "loaded_gpu_memory_gib": round(loaded, 3),
-        "image_tokens": config.image_seq_length,
-        "sequence_length": inputs["input_ids"].shape[1],
-        "trainable_params": trainable_parameters(model),
-    })  # fmt: skip
+    result.update(
+        {
+            "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3),
+            "loaded_gpu_memory_gib": round(loaded, 3),
+            "image_tokens": config.image_seq_length,
+            "sequence_length": inputs["input_ids"].shape[1],
+            "trainable_params": trainable_parameters(model),
+        }
+    )
     del model, inputs
     gc.collect()
     torch.cuda.empty_cache()
@@ -284,14 +313,23 @@ def real_size_cuda(args: TrainStepBenchArguments, integrations: list[str]) -> di
     from bench.cuda_real_size import real_size_checkpoint
 
     folder = real_size_checkpoint(args.workdir)
-    results = {"device": torch.cuda.get_device_name(), "size": REAL_SIZE, "dtype": "bfloat16 (4-bit NF4 base)",
-               "batch_size": BATCH_SIZE, "lora": REAL_LORA, "steps": args.steps, "warmup": args.warmup}  # fmt: skip
+    results = {
+        "device": torch.cuda.get_device_name(),
+        "size": REAL_SIZE,
+        "dtype": "bfloat16 (4-bit NF4 base)",
+        "batch_size": BATCH_SIZE,
+        "lora": REAL_LORA,
+        "steps": args.steps,
+        "warmup": args.warmup,
+    }
     for integration in integrations:
         row = real_size_one(folder, integration, args)
         results[integration] = row
-        print(f"  {REAL_SIZE} {integration:8s}: {row['s_per_step']:.4f} s/step ({row['samples_per_s']:.2f} "
-              f"samples/s), peak {row['peak_gpu_memory_gib']:.2f} GiB, {row['image_tokens']} image tokens",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"  {REAL_SIZE} {integration:8s}: {row['s_per_step']:.4f} s/step ({row['samples_per_s']:.2f} "
+            f"samples/s), peak {row['peak_gpu_memory_gib']:.2f} GiB, {row['image_tokens']} image tokens",
+            file=sys.stderr,
+        )
     add_ratios(results, "peak_gpu_memory_gib")
     return results
 
@@ -318,16 +356,27 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--real_size needs a CUDA GPU (3B parameters, 4-bit); run without it on CPU (tiny only).")
     start = time.perf_counter()
     threads = args.threads or torch.get_num_threads()  # the CPU workers'
-    output = {"benchmark": "train_step", "torch": torch.__version__, "threads": threads,
-              "cpu": cpu_name(), "cpu_count": os.cpu_count(), "cpu_load_average_start": load_average()}  # fmt: skip
+    output = {
+        "benchmark": "train_step",
+        "torch": torch.__version__,
+        "threads": threads,
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "cpu_load_average_start": load_average(),
+    }
 
-    print(f"tiny config, CPU ({cpu_name()}, {threads} thread(s)), 4-bit NF4 + LoRA, batch "
-          f"{BATCH_SIZE}, {args.warmup} warm-up + {args.steps} timed steps:", file=sys.stderr)  # fmt: skip
+    print(
+        f"tiny config, CPU ({cpu_name()}, {threads} thread(s)), 4-bit NF4 + LoRA, batch "
+        f"{BATCH_SIZE}, {args.warmup} warm-up + {args.steps} timed steps:",
+        file=sys.stderr,
+    )
     output["tiny_cpu"] = tiny_cpu(args, integrations)
 
     if real_size:
-        print(f"{REAL_SIZE}, random weights, 4-bit NF4 bf16 + LoRA r={REAL_LORA['r']}, "
-              f"{torch.cuda.get_device_name()}:", file=sys.stderr)  # fmt: skip
+        print(
+            f"{REAL_SIZE}, random weights, 4-bit NF4 bf16 + LoRA r={REAL_LORA['r']}, {torch.cuda.get_device_name()}:",
+            file=sys.stderr,
+        )
         output["real_size_cuda"] = real_size_cuda(args, integrations)
     else:
         output["real_size_cuda"] = {"skipped": "needs CUDA"}

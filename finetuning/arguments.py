@@ -30,21 +30,27 @@ SCALE_PATTERN = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(
-        metadata={"help": "Base PaliGemma (Hub id such as google/paligemma-3b-pt-224, or a local folder), or a saved "
-                  "TSN-PaliGemma (e.g. a previous run's output_dir/merged)."}  # fmt: skip
+        metadata={
+            "help": "Base PaliGemma (Hub id such as google/paligemma-3b-pt-224, or a local folder), or a saved "
+            "TSN-PaliGemma (e.g. a previous run's output_dir/merged)."
+        }
     )
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) to load."})
     train_strategy: str = field(
         default="auto",
-        metadata={"help": "qlora (4-bit base + LoRA), lora (full-precision base + LoRA), full (every weight trains; "
-                  "from scratch or full fine-tuning), freeze (only trainable_modules train), or auto = qlora with a "
-                  "4-bit/8-bit quantization (auto quantization is 4-bit on CUDA), else lora."},
-    )  # fmt: skip
+        metadata={
+            "help": "qlora (4-bit base + LoRA), lora (full-precision base + LoRA), full (every weight trains; "
+            "from scratch or full fine-tuning), freeze (only trainable_modules train), or auto = qlora with a "
+            "4-bit/8-bit quantization (auto quantization is 4-bit on CUDA), else lora."
+        },
+    )
     trainable_modules: str = field(
         default=r"self_attn|(?:^|\.)tsn\.",
-        metadata={"help": "freeze: regex searched in parameter names; matching parameters train, the rest stay "
-                  "frozen. The default trains the attention layers and the segment encoder."},
-    )  # fmt: skip
+        metadata={
+            "help": "freeze: regex searched in parameter names; matching parameters train, the rest stay "
+            "frozen. The default trains the attention layers and the segment encoder."
+        },
+    )
     quantization: str = field(
         default="auto",
         metadata={"help": "4bit (NF4 QLoRA), 8bit, none, or auto = 4bit on CUDA for qlora/auto, else none."},
@@ -55,9 +61,11 @@ class ModelArguments:
     lora_vision_tower: bool = field(default=False, metadata={"help": "Also put LoRA on SigLIP's attention and MLP."})
     merged_dtype: str = field(
         default="auto",
-        metadata={"help": "dtype of the published merged model: float32, bfloat16, or auto (bfloat16 when training "
-                  "in bf16, else float32). LoRA is always merged into a freshly loaded full-precision base."},
-    )  # fmt: skip
+        metadata={
+            "help": "dtype of the published merged model: float32, bfloat16, or auto (bfloat16 when training "
+            "in bf16, else float32). LoRA is always merged into a freshly loaded full-precision base."
+        },
+    )
 
 
 @dataclass
@@ -100,9 +108,11 @@ class DataArguments:
     skip_invalid: bool = field(default=False, metadata={"help": "Skip invalid rows (reported) instead of stopping."})
     caption_choice: str = field(
         default="random",
-        metadata={"help": "random: one of the 5 captions each time an image is seen; all: 5 rows per image; "
-                  "first: always caption 1."},
-    )  # fmt: skip
+        metadata={
+            "help": "random: one of the 5 captions each time an image is seen; all: 5 rows per image; "
+            "first: always caption 1."
+        },
+    )
     prompt: str = field(default="caption en", metadata={"help": "Text after <image>; the caption follows it."})
     augment: bool = field(
         default=False, metadata={"help": "Training images get a random rotation/flip (one of the square's 8)."}
@@ -328,8 +338,12 @@ def check_model_path(model_args: ModelArguments) -> None:
     if Path(name).exists():
         return
     # A Hub id is `owner/name`; anything else, or an `owner` that is a folder here (outputs/...), is a local path.
-    looks_local = (Path(name).is_absolute() or name.startswith((".", "~")) or name.count("/") != 1
-                   or Path(name.split("/")[0]).is_dir())  # fmt: skip
+    looks_local = (
+        Path(name).is_absolute()
+        or name.startswith((".", "~"))
+        or name.count("/") != 1
+        or Path(name.split("/")[0]).is_dir()
+    )
     if looks_local:
         raise ConfigError(
             f"model_name_or_path={name!r}: the folder does not exist. Fix: create it (e.g. `python "
@@ -347,8 +361,13 @@ def check_model_path(model_args: ModelArguments) -> None:
 
 
 # report_to integration -> the modules that provide it (any one will do)
-TRACKERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",),
-            "comet_ml": ("comet_ml",), "trackio": ("trackio",)}  # fmt: skip
+TRACKERS = {
+    "tensorboard": ("tensorboard", "tensorboardX"),
+    "wandb": ("wandb",),
+    "mlflow": ("mlflow",),
+    "comet_ml": ("comet_ml",),
+    "trackio": ("trackio",),
+}
 
 
 def check_report_to(training: TSNTrainingArguments) -> None:

@@ -61,15 +61,17 @@ class CaptionCollator:
         self.eval_collator = eval_collator
 
     @classmethod
-    def build(cls, processor, prompt: str, caption_choice: str, max_length: int | None,
-              augment: bool = False) -> "CaptionCollator":  # fmt: skip
+    def build(
+        cls, processor, prompt: str, caption_choice: str, max_length: int | None, augment: bool = False
+    ) -> "CaptionCollator":
         from processing import TSNPaliGemmaEvalCollator, TSNPaliGemmaTrainCollator
 
         # "all" rows already carry their own `caption`; the choice then does not matter.
         choice = "first" if caption_choice == "all" else caption_choice
         return cls(
-            TSNPaliGemmaTrainCollator(processor, prompt=prompt, caption_choice=choice, max_length=max_length,
-                                      augment=augment),  # fmt: skip
+            TSNPaliGemmaTrainCollator(
+                processor, prompt=prompt, caption_choice=choice, max_length=max_length, augment=augment
+            ),
             TSNPaliGemmaEvalCollator(processor, prompt=prompt, max_length=max_length),
         )
 

@@ -26,14 +26,15 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
         if (folder / "trainer_state.json").is_file():
             complete.append((int(step), folder))
         else:
-            logger.warning("Ignoring incomplete checkpoint %s (no trainer_state.json: the run stopped while saving).",
-                           folder)  # fmt: skip
+            logger.warning(
+                "Ignoring incomplete checkpoint %s (no trainer_state.json: the run stopped while saving).", folder
+            )
     return str(max(complete)[1]) if complete else None
 
 
 def write_sample_grid(records: list[dict], images: list, path: str | Path) -> Path:
     """samples.png: each test image with its generated caption and its first reference."""
-    from inference import render_grid
+    from captioning import render_grid
 
     captions = [f"{record['prediction']}\n[ref] {record['references'][0]}" for record in records]
     return render_grid(images, captions, path, columns=4, wrap=36)
@@ -58,8 +59,10 @@ def summary_table(output_dir: str | Path, summary: dict) -> str:
     lines = ["", f"{'':<22}{'before':>10}{'after':>10}"]
     first, last = summary.get("first_train_loss"), summary.get("last_train_loss")
     lines.append(f"{'train loss':<22}{_number(first):>10}{_number(last):>10}")
-    lines.append(f"{'test loss':<22}{_number(results.get('baseline_test', {}).get('loss')):>10}"
-                 f"{_number(results.get('test', {}).get('loss')):>10}")  # fmt: skip
+    lines.append(
+        f"{'test loss':<22}{_number(results.get('baseline_test', {}).get('loss')):>10}"
+        f"{_number(results.get('test', {}).get('loss')):>10}"
+    )
     for name in SUMMARY_METRICS:
         lines.append(f"{'test ' + name:<22}{_number(before.get(name)):>10}{_number(after.get(name)):>10}")
     lines.append("")

@@ -76,8 +76,12 @@ class CaptionScorer:
         if sorted(by_index) != list(range(len(columns))):
             raise RuntimeError(f"evaluation returned rows {sorted(by_index)[:10]}..., expected 0..{len(columns) - 1}")
         self.last_records = [
-            {"image": row["filename"], "source": row["source"], "prediction": by_index[index],
-             "references": list(row["captions"])}  # fmt: skip
+            {
+                "image": row["filename"],
+                "source": row["source"],
+                "prediction": by_index[index],
+                "references": list(row["captions"]),
+            }
             for index, row in enumerate(columns)
         ]
         self.last_result = caption_metrics(
@@ -124,8 +128,9 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
     def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test", **kwargs):
         self.scorer.rows = test_dataset
         output = super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix, **kwargs)
-        self._write_split(self.SPLIT_NAMES.get(metric_key_prefix, metric_key_prefix), output.metrics,
-                          metric_key_prefix)  # fmt: skip
+        self._write_split(
+            self.SPLIT_NAMES.get(metric_key_prefix, metric_key_prefix), output.metrics, metric_key_prefix
+        )
         return output
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

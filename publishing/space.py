@@ -9,7 +9,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SPACE_CODE_FILES = ("app.py", "inference.py", "processing.py")  # app.py imports the other two
+SPACE_CODE_FILES = ("app.py", "captioning.py", "processing.py")  # app.py imports the other two
 
 
 def space_url(space_id: str, endpoint: str = "https://huggingface.co") -> str:
@@ -19,8 +19,16 @@ def space_url(space_id: str, endpoint: str = "https://huggingface.co") -> str:
 def requirements() -> str:
     """What the Space installs: the model code's imports and the app's, at this machine's major versions."""
     major = int(version("gradio").split(".")[0])
-    packages = ["torch", "torchvision", "transformers>=5.23,<6", f"gradio>={major},<{major + 1}", "pillow", "numpy",
-                "sentencepiece", "protobuf"]  # fmt: skip
+    packages = [
+        "torch",
+        "torchvision",
+        "transformers>=5.23,<6",
+        f"gradio>={major},<{major + 1}",
+        "pillow",
+        "numpy",
+        "sentencepiece",
+        "protobuf",
+    ]
     return "\n".join(packages) + "\n"
 
 

@@ -21,9 +21,18 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # Chromium on a machine without internet: no background connections, no first-run work.
-CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1400,1000")  # fmt: skip
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+)
 
 
 def browser_missing() -> str | None:
@@ -90,8 +99,9 @@ def chromium():
             driver.quit()
 
 
-def caption_in_page(driver, url: str, images: list[Path], num_beams: int = 1, max_new_tokens: int = 30,
-                    timeout: float = 120.0) -> tuple[str, str]:  # fmt: skip
+def caption_in_page(
+    driver, url: str, images: list[Path], num_beams: int = 1, max_new_tokens: int = 30, timeout: float = 120.0
+) -> tuple[str, str]:
     """Open the app, upload `images`, set beams and length, press Caption; returns (captions text, message text)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions

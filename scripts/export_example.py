@@ -42,8 +42,10 @@ def export_example(args: ExportArguments) -> Path:
     link_code_files(output_dir)
     megabytes = (output_dir / "model.safetensors").stat().st_size / 1e6
     if megabytes > args.max_megabytes:
-        raise ValueError(f"{output_dir}/model.safetensors is {megabytes:.1f} MB, over --max_megabytes "
-                         f"{args.max_megabytes}. Fix: a smaller model, or raise the limit.")  # fmt: skip
+        raise ValueError(
+            f"{output_dir}/model.safetensors is {megabytes:.1f} MB, over --max_megabytes "
+            f"{args.max_megabytes}. Fix: a smaller model, or raise the limit."
+        )
     return output_dir
 
 

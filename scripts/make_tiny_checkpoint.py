@@ -104,12 +104,28 @@ def train_tokenizer(captions: list[str], vocab_size: int, output_dir: Path) -> G
     """SentencePiece BPE with Gemma's special-token ids (pad 0, eos 1, bos 2, unk 3), loaded as GemmaTokenizer."""
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(captions), model_writer=model, vocab_size=vocab_size, model_type="bpe",
-        byte_fallback=True, hard_vocab_limit=False, character_coverage=1.0, split_digits=True,
-        pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>",
-        unk_piece="<unk>", add_dummy_prefix=False, remove_extra_whitespaces=False,
-        normalization_rule_name="identity", minloglevel=2, num_threads=1,
-    )  # fmt: skip
+        sentence_iterator=iter(captions),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type="bpe",
+        byte_fallback=True,
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        split_digits=True,
+        pad_id=0,
+        eos_id=1,
+        bos_id=2,
+        unk_id=3,
+        pad_piece="<pad>",
+        eos_piece="<eos>",
+        bos_piece="<bos>",
+        unk_piece="<unk>",
+        add_dummy_prefix=False,
+        remove_extra_whitespaces=False,
+        normalization_rule_name="identity",
+        minloglevel=2,
+        num_threads=1,
+    )
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "tokenizer.model").write_bytes(model.getvalue())
     return GemmaTokenizer.from_pretrained(str(output_dir))

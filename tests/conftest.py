@@ -51,9 +51,12 @@ def tiny_checkpoint(tmp_path_factory):
         if key not in built:
             folder = tmp_path_factory.mktemp("tiny-" + "-".join(key))
             args = TinyCheckpointArguments(
-                output_dir=str(folder), integration=integration, text_model=text_model, backbone=backbone,
+                output_dir=str(folder),
+                integration=integration,
+                text_model=text_model,
+                backbone=backbone,
                 fusion=fusion,
-            )  # fmt: skip
+            )
             built[key] = make_tiny_checkpoint(args)
         return built[key]
 

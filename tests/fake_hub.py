@@ -56,8 +56,26 @@ ROUTES = [
 AUTHENTICATED = {"create_repo", "whoami", "create_branch", "preupload", "commit", "lfs_batch", "xet"}
 # What the Hub's default .gitattributes sends to LFS; binary content (a NUL byte in the first 512 bytes, as the
 # Hub's sample check) and files >= 10 MB go to LFS too.
-LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".onnx", ".msgpack", ".model", ".npy", ".npz",
-                ".pkl", ".pickle", ".zip", ".gz", ".tar", ".parquet", ".arrow")  # fmt: skip
+LFS_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".h5",
+    ".onnx",
+    ".msgpack",
+    ".model",
+    ".npy",
+    ".npz",
+    ".pkl",
+    ".pickle",
+    ".zip",
+    ".gz",
+    ".tar",
+    ".parquet",
+    ".arrow",
+)
 LFS_MIN_SIZE = 10 * 1024 * 1024
 
 
@@ -298,8 +316,16 @@ class FakeHub:
         repo = self._repo(params["repo_id"])
         commit = self._head(repo, params.get("revision", "main"))
         siblings = [{"rfilename": path} for path in sorted(commit.files)]
-        return 200, {"id": repo.repo_id, "modelId": repo.repo_id, "private": repo.private, "sha": commit.oid,
-                     "siblings": siblings, "tags": [], "downloads": 0, "likes": 0}  # fmt: skip
+        return 200, {
+            "id": repo.repo_id,
+            "modelId": repo.repo_id,
+            "private": repo.private,
+            "sha": commit.oid,
+            "siblings": siblings,
+            "tags": [],
+            "downloads": 0,
+            "likes": 0,
+        }
 
     def _create_branch(self, params, payload, **_):
         repo = self._repo(params["repo_id"])
@@ -323,8 +349,14 @@ class FakeHub:
         for item in payload["files"]:
             sample = base64.b64decode(item["sample"])
             existing = head.files.get(item["path"])
-            files.append({"path": item["path"], "uploadMode": upload_mode(item["path"], item["size"], sample),
-                          "shouldIgnore": False, "oid": existing.oid if existing else None})  # fmt: skip
+            files.append(
+                {
+                    "path": item["path"],
+                    "uploadMode": upload_mode(item["path"], item["size"], sample),
+                    "shouldIgnore": False,
+                    "oid": existing.oid if existing else None,
+                }
+            )
         return 200, {"files": files, "commitOid": head.oid}
 
     def _xet(self, **_):
@@ -396,8 +428,13 @@ class FakeHub:
             raise HubError(400, "commit summary is empty")
         commit = self._new_commit(repo, parent.oid, summary, description, files)
         repo.branches[revision] = commit.oid
-        return 200, {"success": True, "commitOid": commit.oid, "commitUrl": f"{self.url}/{repo.repo_id}/commit/"
-                     f"{commit.oid}", "hookOutput": "", "pullRequestUrl": None}  # fmt: skip
+        return 200, {
+            "success": True,
+            "commitOid": commit.oid,
+            "commitUrl": f"{self.url}/{repo.repo_id}/commit/{commit.oid}",
+            "hookOutput": "",
+            "pullRequestUrl": None,
+        }
 
 
 def validate_card_metadata(content: str) -> list[str]:

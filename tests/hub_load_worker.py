@@ -35,11 +35,13 @@ def run_one(case: dict) -> dict:
         result["generated"][auto_class.__name__] = generated
         result["modules"][auto_class.__name__] = type(model).__module__ + "." + type(model).__name__
     captioner = pipeline("image-text-to-text", model=folder, trust_remote_code=True)
-    output = captioner(images=case["image"], text=case["prompt"], max_new_tokens=case["max_new_tokens"],
-                       return_full_text=False)  # fmt: skip
+    output = captioner(
+        images=case["image"], text=case["prompt"], max_new_tokens=case["max_new_tokens"], return_full_text=False
+    )
     result["pipeline_text"] = output[0]["generated_text"]
-    tokens = captioner(images=case["image"], text=case["prompt"], max_new_tokens=case["max_new_tokens"],
-                       return_tensors=True)  # fmt: skip
+    tokens = captioner(
+        images=case["image"], text=case["prompt"], max_new_tokens=case["max_new_tokens"], return_tensors=True
+    )
     result["pipeline_tokens"] = torch.as_tensor(tokens[0]["generated_token_ids"])
     return result
 

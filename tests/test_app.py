@@ -19,8 +19,17 @@ needs_browser = pytest.mark.skipif(browser_missing() is not None, reason=str(bro
 
 
 def inference_captions(model: Path, images: list[Path]) -> dict[str, str]:
-    command = [sys.executable, str(REPO_ROOT / "inference.py"), *map(str, images), "--model", str(model),
-               "--num_beams", str(BEAMS), "--max_new_tokens", str(MAX_NEW_TOKENS)]  # fmt: skip
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "inference.py"),
+        *map(str, images),
+        "--model",
+        str(model),
+        "--num_beams",
+        str(BEAMS),
+        "--max_new_tokens",
+        str(MAX_NEW_TOKENS),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-2000:]
@@ -56,8 +65,9 @@ def test_bad_uploads_get_a_message_and_good_images_still_caption(browser_app, sa
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_text("this is a text file, not an image\n")
     good = sample_image_paths[1]
-    captions, message = caption_in_page(driver, url, [truncated, not_an_image, good], num_beams=BEAMS,
-                                        max_new_tokens=MAX_NEW_TOKENS)  # fmt: skip
+    captions, message = caption_in_page(
+        driver, url, [truncated, not_an_image, good], num_beams=BEAMS, max_new_tokens=MAX_NEW_TOKENS
+    )
     assert "truncated.jpg: not a readable image" in message and "notes.png: not a readable image" in message
     assert page_captions(captions) == {good.name: inference_captions(model, [good])[str(good)]}
     # The app is still alive: a good upload alone captions again, without a message.

@@ -14,8 +14,17 @@ from characteristics import describe_device, measure_characteristics
 from scripts.make_tiny_checkpoint import TinyCheckpointArguments, build_tiny_model
 
 TOKENS = 5
-KEYS = {"total_parameters", "gflops_per_caption", "latency_ms_mean", "latency_ms_p95", "num_images", "num_beams",
-        "max_new_tokens", "device", "dtype"}  # fmt: skip
+KEYS = {
+    "total_parameters",
+    "gflops_per_caption",
+    "latency_ms_mean",
+    "latency_ms_p95",
+    "num_images",
+    "num_beams",
+    "max_new_tokens",
+    "device",
+    "dtype",
+}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -52,8 +61,11 @@ def test_parameter_counts(models, sample_images):
 def test_flops_beams_and_tsn_cost(models, sample_images):
     enhanced, direct, processor = models
     image = sample_images[:1]
-    flops = {(name, beams): measure(model, processor, image, num_beams=beams, num_images=1)["gflops_per_caption"]
-             for name, model in (("enhanced", enhanced), ("direct", direct)) for beams in (1, 4)}  # fmt: skip
+    flops = {
+        (name, beams): measure(model, processor, image, num_beams=beams, num_images=1)["gflops_per_caption"]
+        for name, model in (("enhanced", enhanced), ("direct", direct))
+        for beams in (1, 4)
+    }
     assert all(value > 0 for value in flops.values())
     assert flops["enhanced", 4] > flops["enhanced", 1] and flops["direct", 4] > flops["direct", 1]
     assert flops["direct", 1] < flops["enhanced", 1]
@@ -121,8 +133,18 @@ def test_errors_name_the_argument(models):
 
 def test_cli_prints_json(tiny_checkpoint, sample_image_paths, capsys):
     folder = tiny_checkpoint("enhanced")
-    status = characteristics.main([str(folder), str(sample_image_paths[0].parent), "--num_images", "2",
-                                   "--max_new_tokens", "4", "--num_beams", "2"])  # fmt: skip
+    status = characteristics.main(
+        [
+            str(folder),
+            str(sample_image_paths[0].parent),
+            "--num_images",
+            "2",
+            "--max_new_tokens",
+            "4",
+            "--num_beams",
+            "2",
+        ]
+    )
     assert status == 0
     result = json.loads(capsys.readouterr().out)
     assert KEYS <= set(result)

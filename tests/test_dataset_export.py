@@ -68,8 +68,18 @@ def test_push_to_hub_is_datasets_own(sample, monkeypatch):
 
 
 def test_cli_export(tmp_path, capsys):
-    code = cli_main(["export", str(SAMPLE_DIR), "--output_dir", str(tmp_path / "out"), "--config", "rsicd",
-                     "--cache_dir", str(tmp_path / "cache")])  # fmt: skip
+    code = cli_main(
+        [
+            "export",
+            str(SAMPLE_DIR),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--config",
+            "rsicd",
+            "--cache_dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert code == 0
     assert sorted(p.name for p in (tmp_path / "out" / "data").iterdir()) == ["rsicd"]
     assert '"RSICD": 25' in capsys.readouterr().out

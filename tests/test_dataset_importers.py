@@ -48,8 +48,11 @@ def make_images(records, images_dir: Path, nested: bool = False) -> None:
 
 def assert_round_trip(records, output_dir: Path, cache_dir: Path):
     ds = load_risc(output_dir, cache_dir=cache_dir)
-    loaded = {name: (split, source, captions) for split in ds for name, source, captions in
-              zip(ds[split]["filename"], ds[split]["source"], ds[split]["captions"])}  # fmt: skip
+    loaded = {
+        name: (split, source, captions)
+        for split in ds
+        for name, source, captions in zip(ds[split]["filename"], ds[split]["source"], ds[split]["captions"])
+    }
     assert len(loaded) == len(records)
     for record in records:
         split, source, captions = loaded[record.output_name]
@@ -115,10 +118,13 @@ def test_one_caption_per_row_csv_is_reported(shared_data, tmp_path):
 def test_missing_images_strict_and_skip(tmp_path):
     records_file = tmp_path / "dataset_ucm.json"
     images = [
-        {"filename": f"{i}.tif", "split": ("train", "restval", "val", "test")[i % 4],
-         "sentences": [{"raw": f" caption {j} of image {i} . "} for j in range(5)]}
+        {
+            "filename": f"{i}.tif",
+            "split": ("train", "restval", "val", "test")[i % 4],
+            "sentences": [{"raw": f" caption {j} of image {i} . "} for j in range(5)],
+        }
         for i in range(6)
-    ]  # fmt: skip
+    ]
     records_file.write_text(json.dumps({"dataset": "ucm", "images": images}))
     for i in range(4):  # images 4 and 5 are missing
         synthetic_image(tmp_path / "images" / f"{i}.tif", i)
@@ -154,8 +160,21 @@ def test_flickr8k_both_variants(tmp_path):
 
 
 def test_nwpu_json_and_append(tmp_path):
-    nwpu = {"airport": [{"filename": f"airport_{i}.jpg", "split": "train", "raw": "a", "raw_1": "b", "raw_2": "c",
-                         "raw_3": "d", "raw_4": "e", "imgid": i} for i in range(1, 3)]}  # fmt: skip
+    nwpu = {
+        "airport": [
+            {
+                "filename": f"airport_{i}.jpg",
+                "split": "train",
+                "raw": "a",
+                "raw_1": "b",
+                "raw_2": "c",
+                "raw_3": "d",
+                "raw_4": "e",
+                "imgid": i,
+            }
+            for i in range(1, 3)
+        ]
+    }
     (tmp_path / "dataset_nwpu.json").write_text(json.dumps(nwpu))
     for i in range(1, 3):
         synthetic_image(tmp_path / "images" / "airport" / f"airport_{i}.jpg", i)
@@ -192,9 +211,34 @@ def test_to_rgb_and_convert(tmp_path):
 
 
 def test_cli_import(tmp_path, capsys):
-    code = cli_main(["import", "csv", str(SAMPLE_DIR / "captions.csv"), "--images", str(SAMPLE_DIR / "resized"),
-                     "--output_dir", str(tmp_path / "risc"), "--limit", "7", "--size", "64"])  # fmt: skip
+    code = cli_main(
+        [
+            "import",
+            "csv",
+            str(SAMPLE_DIR / "captions.csv"),
+            "--images",
+            str(SAMPLE_DIR / "resized"),
+            "--output_dir",
+            str(tmp_path / "risc"),
+            "--limit",
+            "7",
+            "--size",
+            "64",
+        ]
+    )
     assert code == 0 and "wrote 7 images" in capsys.readouterr().out
     assert Image.open(next((tmp_path / "risc" / "resized").glob("*.jpg"))).size == (64, 64)
-    assert cli_main(["import", "coco", str(tmp_path / "nope.json"), "--images", str(tmp_path),
-                     "--output_dir", str(tmp_path / "x")]) == 1  # fmt: skip
+    assert (
+        cli_main(
+            [
+                "import",
+                "coco",
+                str(tmp_path / "nope.json"),
+                "--images",
+                str(tmp_path),
+                "--output_dir",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 1
+    )

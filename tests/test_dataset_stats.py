@@ -28,8 +28,13 @@ def test_tokenize():
 def test_stats_files(rsicd_1k_stats):
     _, output_dir, stats, written = rsicd_1k_stats
     names = sorted(path.name for path in written)
-    assert names == ["caption_length_hist.png", "category_coverage.png", "split_source_counts.png", "stats.json",
-                     "top_words.png"]  # fmt: skip
+    assert names == [
+        "caption_length_hist.png",
+        "category_coverage.png",
+        "split_source_counts.png",
+        "stats.json",
+        "top_words.png",
+    ]
     assert json.loads((output_dir / "stats.json").read_text()) == json.loads(json.dumps(stats))
     for name in (name for name in names if name.endswith(".png")):
         with Image.open(output_dir / name) as image:
@@ -58,9 +63,10 @@ def test_stats_match_a_direct_count(rsicd_1k_stats):
     assert sum(stats["caption_length"]["histogram"]["counts"]) == 5000
     water = set(CATEGORIES["water"])
     covered = sum(
-        1 for row in rows
+        1
+        for row in rows
         if any(water & set(re.findall(r"[a-z0-9]+", row[f"caption_{i}"].lower())) for i in range(1, 6))
-    )  # fmt: skip
+    )
     assert stats["categories"]["water"]["images"] == covered
     images = stats["images"]
     assert images["sizes"] == {"224x224": 1000} and images["modes"] == {"RGB": 1000}

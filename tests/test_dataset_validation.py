@@ -83,8 +83,13 @@ def test_check_image_kinds(bad_folder):
     assert check_image(images / "RSICD_truncated.jpg")[0] == "truncated_image"
     assert check_image(images / "RSICD_garbage.jpg")[0] == "unreadable_image"
     assert "16-bit" in check_image(images / "UCM_16bit.png")[1]
-    for name, mode in (("UCM_gray.jpg", "L"), ("UCM_la.png", "LA"), ("UCM_palette.png", "P"),
-                       ("UCM_rgba.png", "RGBA"), ("UCM_cmyk.jpg", "CMYK")):  # fmt: skip
+    for name, mode in (
+        ("UCM_gray.jpg", "L"),
+        ("UCM_la.png", "LA"),
+        ("UCM_palette.png", "P"),
+        ("UCM_rgba.png", "RGBA"),
+        ("UCM_cmyk.jpg", "CMYK"),
+    ):
         assert check_image(images / name) == ("non_rgb_mode", f"{name} has mode {mode}, not RGB")
 
 
@@ -94,9 +99,16 @@ def test_report_lists_every_bad_row(bad_folder):
     assert {problem.line: problem.reason for problem in report.problems} == expected
     assert len(report.good_rows) == 4
     assert report.counts_by_reason() == {
-        "missing_file": 1, "unreadable_image": 1, "truncated_image": 1, "non_rgb_mode": 6, "empty_caption": 2,
-        "too_few_captions": 1, "duplicate_image": 1, "unknown_split": 1, "unknown_source": 1,
-    }  # fmt: skip
+        "missing_file": 1,
+        "unreadable_image": 1,
+        "truncated_image": 1,
+        "non_rgb_mode": 6,
+        "empty_caption": 2,
+        "too_few_captions": 1,
+        "duplicate_image": 1,
+        "unknown_split": 1,
+        "unknown_source": 1,
+    }
 
 
 def test_strict_load_raises_one_error_naming_every_row(bad_folder, tmp_path):

@@ -29,8 +29,9 @@ def demo(tiny_checkpoint) -> list[str]:
 
 
 def test_yaml_then_cli_overrides(demo):
-    args = parse_finetune_args([*demo, "--learning_rate", "1e-3", "--tsn_segment_scales", "1x1,3x3", "--dataset_dir",
-                                SAMPLE])  # fmt: skip
+    args = parse_finetune_args(
+        [*demo, "--learning_rate", "1e-3", "--tsn_segment_scales", "1x1,3x3", "--dataset_dir", SAMPLE]
+    )
     assert args.training.learning_rate == 1e-3  # the CLI wins over the YAML's 0.005
     assert args.model.quantization == "4bit" and args.model.lora_r == 32 and args.generation.num_beams == 4
     assert args.tsn.overrides()["tsn_segment_scales"] == [[1, 1], [3, 3]]
@@ -134,8 +135,11 @@ def test_fail_fast_tracker_that_is_not_installed(demo, no_model_loading, monkeyp
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("tensorboard") else
-                        real_find_spec(name, *a))  # fmt: skip
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.startswith("tensorboard") else real_find_spec(name, *a),
+    )
     assert finetune.main([*demo, "--report_to", "tensorboard"]) == 2
     error = capsys.readouterr().err
     assert "report_to='tensorboard' needs the tensorboard package" in error and "--report_to none" in error
@@ -194,8 +198,19 @@ def test_loss_without_smoothing_equals_the_model_loss(tiny_model_and_processor, 
 
 def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eval_rows, tmp_path):
     model, processor = tiny_model_and_processor
-    args = parse_finetune_args([DEMO, "--model_name_or_path", str(model.name_or_path), "--dataset_dir", SAMPLE,
-                                "--output_dir", str(tmp_path), "--use_cpu", "true"])  # fmt: skip
+    args = parse_finetune_args(
+        [
+            DEMO,
+            "--model_name_or_path",
+            str(model.name_or_path),
+            "--dataset_dir",
+            SAMPLE,
+            "--output_dir",
+            str(tmp_path),
+            "--use_cpu",
+            "true",
+        ]
+    )
     splits = {"train": None, "val": eval_rows}
     trainer = finetune.build_trainer(args, model, processor, splits)
     collator = trainer.data_collator
@@ -222,9 +237,14 @@ def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eva
     # What comes back is only the new tokens: generate's output minus the prompt.
     assert torch.equal(tokens, captured["sequences"][:, prompt_ids.shape[1] :])
     assert row_index.flatten().tolist() == [0, 1, 2]
-    torch.testing.assert_close(loss, causal_lm_loss(model(**CaptionCollator.build(
-        processor, "caption en", "first", None).train_collator(eval_rows)), batch["labels"],
-        label_smoothing=0.1))  # fmt: skip
+    torch.testing.assert_close(
+        loss,
+        causal_lm_loss(
+            model(**CaptionCollator.build(processor, "caption en", "first", None).train_collator(eval_rows)),
+            batch["labels"],
+            label_smoothing=0.1,
+        ),
+    )
 
 
 def test_scorer_uses_all_five_references_and_restores_row_order(tiny_model_and_processor, eval_rows):
@@ -275,7 +295,11 @@ def test_real_recipes_parse_with_their_settings(name, monkeypatch):
     args = parse_finetune_args([path, "--dataset_dir", SAMPLE, "--use_cpu", str(not torch.cuda.is_available())])
     assert args.model.model_name_or_path.startswith("google/paligemma")
     assert (args.model.quantization, args.model.lora_r, args.model.lora_alpha, args.model.lora_dropout) == (
-        "4bit", 32, 64, 0.1)  # fmt: skip
+        "4bit",
+        32,
+        64,
+        0.1,
+    )
     assert args.tsn.overrides()["tsn_segment_scales"] == [[1, 1], [2, 2]] and args.tsn.tsn_backbone == "resnet18"
     training = args.training
     assert training.per_device_train_batch_size * training.gradient_accumulation_steps == 16
@@ -291,7 +315,15 @@ def test_rsicd_mini_recipe_and_its_direct_twin_differ_only_in_the_integration(ti
     assert (enhanced.model.train_strategy, enhanced.model.quantization) == ("full", "none")
     assert (enhanced.tsn.tsn_integration, enhanced.tsn.tsn_batchnorm) == ("enhanced", "train")
     assert direct.tsn.tsn_integration == "direct"
-    for name in ("seed", "num_train_epochs", "learning_rate", "lr_scheduler_type", "warmup_steps",
-                 "per_device_train_batch_size", "weight_decay", "label_smoothing_factor"):  # fmt: skip
+    for name in (
+        "seed",
+        "num_train_epochs",
+        "learning_rate",
+        "lr_scheduler_type",
+        "warmup_steps",
+        "per_device_train_batch_size",
+        "weight_decay",
+        "label_smoothing_factor",
+    ):
         assert getattr(enhanced.training, name) == getattr(direct.training, name), name
     assert enhanced.data == direct.data and enhanced.generation == direct.generation

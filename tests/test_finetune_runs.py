@@ -19,8 +19,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(REPO_ROOT / "configs" / "demo.yaml")
 SAMPLE = REPO_ROOT / "dataset_builder" / "sample"
 # Short runs: 2 epochs of the 30 training images at batch 4 = 16 steps, no evaluation during training.
-SHORT = ["--num_train_epochs", "2", "--eval_strategy", "no", "--load_best_model_at_end", "false",
-         "--evaluate_before_training", "false", "--logging_steps", "2"]  # fmt: skip
+SHORT = [
+    "--num_train_epochs",
+    "2",
+    "--eval_strategy",
+    "no",
+    "--load_best_model_at_end",
+    "false",
+    "--evaluate_before_training",
+    "false",
+    "--logging_steps",
+    "2",
+]
 
 pytestmark = pytest.mark.slow
 
@@ -51,11 +61,25 @@ def demo_run(tiny_base, tmp_path_factory):
 
 def test_demo_learns_and_writes_every_output(demo_run):
     output_dir, stdout = demo_run
-    for name in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json", "adapter/config.json",
-                 "merged/model.safetensors", "merged/config.json", "merged/modeling_tsn_paligemma.py",
-                 "merged/configuration_tsn_paligemma.py", "merged/tokenizer.json", "merged/processor_config.json",
-                 "merged/generation_config.json", "finetune_config.yaml", "eval_results.json", "predictions.jsonl",
-                 "val_predictions.jsonl", "samples.png", "characteristics.json", "training_summary.json"):  # fmt: skip
+    for name in (
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+        "adapter/config.json",
+        "merged/model.safetensors",
+        "merged/config.json",
+        "merged/modeling_tsn_paligemma.py",
+        "merged/configuration_tsn_paligemma.py",
+        "merged/tokenizer.json",
+        "merged/processor_config.json",
+        "merged/generation_config.json",
+        "finetune_config.yaml",
+        "eval_results.json",
+        "predictions.jsonl",
+        "val_predictions.jsonl",
+        "samples.png",
+        "characteristics.json",
+        "training_summary.json",
+    ):
         assert (output_dir / name).is_file(), name
     assert list(output_dir.glob("checkpoint-*/adapter_model.safetensors"))
     assert json.loads((output_dir / "merged" / "config.json").read_text())["auto_map"]["AutoModel"]
@@ -81,10 +105,22 @@ def test_merged_model_reproduces_the_saved_predictions_in_a_fresh_process(demo_r
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
     completed = subprocess.run(
-        [sys.executable, "-I", str(REPO_ROOT / "tests" / "finetune_reproduce_worker.py"), str(output_dir / "merged"),
-         str(SAMPLE / "resized"), str(output_dir / "predictions.jsonl"), "8", str(out)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-I",
+            str(REPO_ROOT / "tests" / "finetune_reproduce_worker.py"),
+            str(output_dir / "merged"),
+            str(SAMPLE / "resized"),
+            str(output_dir / "predictions.jsonl"),
+            "8",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stderr[-4000:]
     reproduced = json.loads(out.read_text())
     assert reproduced["module"].startswith("transformers_modules.")
@@ -94,8 +130,20 @@ def test_merged_model_reproduces_the_saved_predictions_in_a_fresh_process(demo_r
 
 
 def test_killed_run_resumes_at_its_checkpoint_and_ends_like_an_uninterrupted_one(tiny_base, tmp_path):
-    common = [DEMO, "--model_name_or_path", tiny_base, *SHORT, "--save_steps", "4", "--save_total_limit", "10",
-              "--do_eval", "false", "--do_predict", "false"]  # fmt: skip
+    common = [
+        DEMO,
+        "--model_name_or_path",
+        tiny_base,
+        *SHORT,
+        "--save_steps",
+        "4",
+        "--save_total_limit",
+        "10",
+        "--do_eval",
+        "false",
+        "--do_predict",
+        "false",
+    ]
     reference = tmp_path / "uninterrupted"
     check(run_finetune([*common, "--output_dir", str(reference)]))
     resumed = tmp_path / "killed"
@@ -127,16 +175,41 @@ def test_ddp_on_cpu_gives_the_weights_and_metrics_of_one_process(tiny_base, tmp_
     the global batch. Caption 1, no LoRA dropout, and frozen BN statistics, so nothing depends on the process split
     (with the default partial BN, the first BN layer normalizes each process's half batch). After 2 steps the
     weights agree to float precision; the test split is then scored by both (sharded over 2 processes in DDP)."""
-    common = [DEMO, "--model_name_or_path", tiny_base, *SHORT, "--max_steps", "2", "--save_strategy", "no",
-              "--do_eval", "false", "--caption_choice", "first", "--lora_dropout", "0", "--tsn_batchnorm", "frozen",
-              "--logging_steps", "1"]  # fmt: skip
+    common = [
+        DEMO,
+        "--model_name_or_path",
+        tiny_base,
+        *SHORT,
+        "--max_steps",
+        "2",
+        "--save_strategy",
+        "no",
+        "--do_eval",
+        "false",
+        "--caption_choice",
+        "first",
+        "--lora_dropout",
+        "0",
+        "--tsn_batchnorm",
+        "frozen",
+        "--logging_steps",
+        "1",
+    ]
     single = tmp_path / "single"
     check(run_finetune([*common, "--output_dir", str(single), "--per_device_train_batch_size", "4"]))
     ddp = tmp_path / "ddp"
     # accelerate 1.15 starts ONE process for `--cpu --num_processes 2` (multi-CPU needs an mpirun hostfile);
     # the torchrun launcher of --multi_gpu gives 2 gloo processes, and use_cpu (demo.yaml) keeps them on the CPU.
-    launch = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port",
-              str(free_port()), str(REPO_ROOT / "finetune.py")]  # fmt: skip
+    launch = [
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        str(free_port()),
+        str(REPO_ROOT / "finetune.py"),
+    ]
     check(run_finetune([*common, "--output_dir", str(ddp), "--per_device_train_batch_size", "2"], entry=launch))
     summary = json.loads((ddp / "training_summary.json").read_text())
     assert summary["global_step"] == 2 and summary["world_size"] == 2
@@ -155,14 +228,44 @@ def test_ddp_on_cpu_gives_the_weights_and_metrics_of_one_process(tiny_base, tmp_
 
 def test_hpo_writes_a_best_config_that_trains(tiny_base, tmp_path):
     output_dir = tmp_path / "hpo"
-    check(run_finetune([DEMO, "--model_name_or_path", tiny_base, "--output_dir", str(output_dir), "--hpo_trials",
-                        "2", "--hpo_max_train_samples", "8", "--num_train_epochs", "1", "--max_eval_samples", "4",
-                        "--max_test_samples", "4"]))  # fmt: skip
+    check(
+        run_finetune(
+            [
+                DEMO,
+                "--model_name_or_path",
+                tiny_base,
+                "--output_dir",
+                str(output_dir),
+                "--hpo_trials",
+                "2",
+                "--hpo_max_train_samples",
+                "8",
+                "--num_train_epochs",
+                "1",
+                "--max_eval_samples",
+                "4",
+                "--max_test_samples",
+                "4",
+            ]
+        )
+    )
     best = yaml.safe_load((output_dir / "best_config.yaml").read_text())
     assert best["hpo_trials"] == 0 and best["lora_r"] in (8, 16, 32, 64) and best["tsn_backbone"]
     assert not list(output_dir.glob("**/checkpoint-*"))  # trials keep no checkpoints
-    check(run_finetune([str(output_dir / "best_config.yaml"), *SHORT, "--max_steps", "2", "--do_eval", "false",
-                        "--do_predict", "false"]))  # fmt: skip
+    check(
+        run_finetune(
+            [
+                str(output_dir / "best_config.yaml"),
+                *SHORT,
+                "--max_steps",
+                "2",
+                "--do_eval",
+                "false",
+                "--do_predict",
+                "false",
+            ]
+        )
+    )
     trained = Path(best["output_dir"])
     assert (trained / "adapter" / "adapter_model.safetensors").is_file()
     assert yaml.safe_load((trained / "finetune_config.yaml").read_text())["lora_r"] == best["lora_r"]
@@ -179,9 +282,19 @@ def test_demo_output_publishes_a_model_that_loads_and_reproduces_its_predictions
     output_dir, _ = demo_run
     export = tmp_path / "export"
     assert push_to_hub.main([str(output_dir), "--repo_id", "someone/tsn-demo", "--dry_run", str(export)]) == 0
-    for name in ("README.md", "model.safetensors", "config.json", "generation_config.json",
-                 "modeling_tsn_paligemma.py", "configuration_tsn_paligemma.py", "processor_config.json",
-                 "tokenizer.json", "tokenizer_config.json", "samples.png", "eval_results.json"):  # fmt: skip
+    for name in (
+        "README.md",
+        "model.safetensors",
+        "config.json",
+        "generation_config.json",
+        "modeling_tsn_paligemma.py",
+        "configuration_tsn_paligemma.py",
+        "processor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "samples.png",
+        "eval_results.json",
+    ):
         assert (export / name).is_file(), name
     assert json.loads((export / "config.json").read_text())["auto_map"]["AutoModelForImageTextToText"]
     card_text = (export / "README.md").read_text()
@@ -189,20 +302,34 @@ def test_demo_output_publishes_a_model_that_loads_and_reproduces_its_predictions
     card = ModelCard(card_text)
     test = json.loads((output_dir / "eval_results.json").read_text())["test"]
     expected = {("all", key): value for key, value in test["overall"].items()}
-    expected.update({(group.lower(), key): value for group, scores in test["groups"].items()
-                     for key, value in scores.items()})  # fmt: skip
-    assert {(result.dataset_config, result.metric_type): result.metric_value
-            for result in card.data.eval_results} == expected  # fmt: skip
+    expected.update(
+        {(group.lower(), key): value for group, scores in test["groups"].items() for key, value in scores.items()}
+    )
+    assert {
+        (result.dataset_config, result.metric_type): result.metric_value for result in card.data.eval_results
+    } == expected
     assert card.data.pipeline_tag == "image-text-to-text" and "remote-sensing" in card.data.tags
 
     out = tmp_path / "reproduced.json"
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
     completed = subprocess.run(
-        [sys.executable, "-I", str(REPO_ROOT / "tests" / "finetune_reproduce_worker.py"), str(export),
-         str(SAMPLE / "resized"), str(output_dir / "predictions.jsonl"), "8", str(out)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-I",
+            str(REPO_ROOT / "tests" / "finetune_reproduce_worker.py"),
+            str(export),
+            str(SAMPLE / "resized"),
+            str(output_dir / "predictions.jsonl"),
+            "8",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stderr[-4000:]
     saved = [json.loads(line)["prediction"] for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
     assert [postprocess_caption(text, "caption en") for text in json.loads(out.read_text())["texts"]] == saved

@@ -51,12 +51,26 @@ def test_every_trial_model_is_built_with_gradient_checkpointing(tiny_checkpoint,
             return True
 
     monkeypatch.setattr(model_setup, "load_training_model", record)
-    argv = [DEMO, "--model_name_or_path", folder, "--dataset_dir", SAMPLE, "--output_dir", str(tmp_path),
-            "--hpo_trials", "3", "--quantization", "none", "--tsn_integration", "direct"]  # fmt: skip
+    argv = [
+        DEMO,
+        "--model_name_or_path",
+        folder,
+        "--dataset_dir",
+        SAMPLE,
+        "--output_dir",
+        str(tmp_path),
+        "--hpo_trials",
+        "3",
+        "--quantization",
+        "none",
+        "--tsn_integration",
+        "direct",
+    ]
     args = parse_finetune_args(argv)
     assert args.training.activation_checkpointing
-    result = run_search(args, {"train": None, "val": None}, "none",
-                        lambda *a, model_init=None, **k: SearchOnlyTrainer(model_init))  # fmt: skip
+    result = run_search(
+        args, {"train": None, "val": None}, "none", lambda *a, model_init=None, **k: SearchOnlyTrainer(model_init)
+    )
     assert built == [True] * 4  # the first model, then one per trial
     assert result["best_run"] == "0" and (tmp_path / "best_config.yaml").is_file()
     assert "activation_checkpointing: true" in (tmp_path / "best_config.yaml").read_text()

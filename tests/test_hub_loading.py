@@ -38,10 +38,19 @@ def fresh_process_results(tmp_path_factory, sample_image_paths):
             logits = model(**inputs).logits
             generated = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
         key = f"{integration}-{text_model}"
-        expected[key] = {"logits": logits, "generated": generated, "inputs": dict(inputs),
-                         "image_seq_length": model.config.image_seq_length}  # fmt: skip
-        cases[key] = {"folder": str(folder), "image": image, "prompt": PROMPT, "inputs": dict(inputs),
-                      "max_new_tokens": MAX_NEW_TOKENS}  # fmt: skip
+        expected[key] = {
+            "logits": logits,
+            "generated": generated,
+            "inputs": dict(inputs),
+            "image_seq_length": model.config.image_seq_length,
+        }
+        cases[key] = {
+            "folder": str(folder),
+            "image": image,
+            "prompt": PROMPT,
+            "inputs": dict(inputs),
+            "max_new_tokens": MAX_NEW_TOKENS,
+        }
     job, result_file = work / "job.pt", work / "result.pt"
     torch.save({"repo_root": str(REPO_ROOT), "cases": cases}, job)
     outside = tmp_path_factory.mktemp("elsewhere")  # cwd outside the repo
@@ -49,8 +58,12 @@ def fresh_process_results(tmp_path_factory, sample_image_paths):
     env["HF_MODULES_CACHE"] = str(work / "modules-cache")
     completed = subprocess.run(
         [sys.executable, "-I", str(REPO_ROOT / "tests" / "hub_load_worker.py"), str(job), str(result_file)],
-        cwd=outside, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=outside,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert completed.returncode == 0, completed.stderr[-4000:]
     return expected, torch.load(result_file, weights_only=False)
 

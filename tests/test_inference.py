@@ -106,12 +106,26 @@ def test_odd_modes_load_as_rgb(odd_folder, tmp_path):
 
 def test_collect_inputs_files_folders_globs(odd_folder, sample_image_paths, capsys):
     sample = sample_image_paths[0].parent
-    found = collect_inputs([str(odd_folder), str(sample / "RSICD_0000[12].jpg"), str(sample_image_paths[0]),
-                            str(odd_folder / "a_tiff.tif")])  # fmt: skip
+    found = collect_inputs(
+        [
+            str(odd_folder),
+            str(sample / "RSICD_0000[12].jpg"),
+            str(sample_image_paths[0]),
+            str(odd_folder / "a_tiff.tif"),
+        ]
+    )
     names = [path.name for path in found]
     # Folder: images only, sorted; glob: sorted; repeated files kept once, in first-seen order.
-    assert names == ["a_tiff.tif", "b_gray.png", "c_rgba.png", "d_16bit.png", "e_corrupt.jpg",
-                     "RSICD_00001.jpg", "RSICD_00002.jpg", sample_image_paths[0].name]  # fmt: skip
+    assert names == [
+        "a_tiff.tif",
+        "b_gray.png",
+        "c_rgba.png",
+        "d_16bit.png",
+        "e_corrupt.jpg",
+        "RSICD_00001.jpg",
+        "RSICD_00002.jpg",
+        sample_image_paths[0].name,
+    ]
     with pytest.raises(FileNotFoundError, match="nothing_here"):
         collect_inputs([str(odd_folder / "nothing_here*.jpg")])
     status, out, err = run(capsys, odd_folder / "nothing_here", "--model", "unused")
@@ -122,16 +136,30 @@ def test_positionals_before_or_after_options():
     assert parse_args(["a.jpg", "b/", "--model", "m", "--num_beams", "3"]).inputs == ["a.jpg", "b/"]
     args = parse_args(["--model", "m", "--format", "csv", "a.jpg", "b.jpg"])
     assert (args.inputs, args.format, args.model) == (["a.jpg", "b.jpg"], "csv", "m")
-    for bad in (["a.jpg"], ["--model", "m"], ["a.jpg", "--model", "m", "--batch_size", "0"],
-                ["a.jpg", "--model", "m", "--format", "xml"]):  # fmt: skip
+    for bad in (
+        ["a.jpg"],
+        ["--model", "m"],
+        ["a.jpg", "--model", "m", "--batch_size", "0"],
+        ["a.jpg", "--model", "m", "--format", "xml"],
+    ):
         with pytest.raises(SystemExit):
             parse_args(bad)
 
 
 def test_sample_images_match_direct_generate(checkpoint, loaded, sample_image_paths, capsys):
     paths = sample_image_paths[:6]  # batches of 4 + 2
-    status, out, err = run(capsys, *paths, "--model", checkpoint, "--format", "jsonl", "--batch_size", "4",
-                           "--max_new_tokens", MAX_NEW_TOKENS)  # fmt: skip
+    status, out, err = run(
+        capsys,
+        *paths,
+        "--model",
+        checkpoint,
+        "--format",
+        "jsonl",
+        "--batch_size",
+        "4",
+        "--max_new_tokens",
+        MAX_NEW_TOKENS,
+    )
     assert status == 0, err
     records = [json.loads(line) for line in out.splitlines()]
     assert [record["file"] for record in records] == [str(path) for path in paths]
@@ -161,8 +189,9 @@ def test_formats_agree_and_parse(checkpoint, sample_image_paths, capsys):
     paths = sample_image_paths[6:9]
     outputs = {}
     for output_format in ("text", "jsonl", "csv"):
-        status, out, _ = run(capsys, *paths, "--model", checkpoint, "--format", output_format,
-                             "--max_new_tokens", MAX_NEW_TOKENS)  # fmt: skip
+        status, out, _ = run(
+            capsys, *paths, "--model", checkpoint, "--format", output_format, "--max_new_tokens", MAX_NEW_TOKENS
+        )
         assert status == 0
         outputs[output_format] = out
     text = [tuple(line.split("\t")) for line in outputs["text"].splitlines()]
@@ -177,8 +206,18 @@ def test_formats_agree_and_parse(checkpoint, sample_image_paths, capsys):
 
 def test_grid_png_is_written_and_not_blank(checkpoint, sample_image_paths, tmp_path, capsys):
     grid = tmp_path / "out" / "grid.png"
-    status, out, _ = run(capsys, *sample_image_paths[:5], "--model", checkpoint, "--grid", grid,
-                         "--grid_max_images", "3", "--max_new_tokens", MAX_NEW_TOKENS)  # fmt: skip
+    status, out, _ = run(
+        capsys,
+        *sample_image_paths[:5],
+        "--model",
+        checkpoint,
+        "--grid",
+        grid,
+        "--grid_max_images",
+        "3",
+        "--max_new_tokens",
+        MAX_NEW_TOKENS,
+    )
     assert status == 0 and len(out.splitlines()) == 5
     with Image.open(grid) as image:
         assert image.format == "PNG" and image.width > 0 and image.height > 0
@@ -205,8 +244,18 @@ def test_render_grid_of_pil_images_keeps_line_breaks(sample_images, tmp_path):
 def test_shared_data_images(checkpoint, shared_data, capsys):
     folder = shared_data / "risc-mini" / "resized"
     expected = sorted(path.name for path in folder.glob("*.jpg"))
-    status, out, err = run(capsys, folder, "--model", checkpoint, "--format", "jsonl", "--batch_size", "8",
-                           "--max_new_tokens", MAX_NEW_TOKENS)  # fmt: skip
+    status, out, err = run(
+        capsys,
+        folder,
+        "--model",
+        checkpoint,
+        "--format",
+        "jsonl",
+        "--batch_size",
+        "8",
+        "--max_new_tokens",
+        MAX_NEW_TOKENS,
+    )
     assert status == 0, err
     records = [json.loads(line) for line in out.splitlines()]
     assert [Path(record["file"]).name for record in records] == expected
@@ -215,10 +264,24 @@ def test_shared_data_images(checkpoint, shared_data, capsys):
 
 def test_process_exit_status_is_1_after_writing_good_records(checkpoint, odd_folder, sample_image_paths, tmp_path):
     completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "inference.py"), str(odd_folder / "e_corrupt.jpg"),
-         str(sample_image_paths[0]), "--model", str(checkpoint), "--format", "csv", "--max_new_tokens", "3"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO_ROOT / "inference.py"),
+            str(odd_folder / "e_corrupt.jpg"),
+            str(sample_image_paths[0]),
+            "--model",
+            str(checkpoint),
+            "--format",
+            "csv",
+            "--max_new_tokens",
+            "3",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert completed.returncode == 1, completed.stderr[-2000:]
     rows = list(csv.DictReader(io.StringIO(completed.stdout)))
     assert [row["file"] for row in rows] == [str(sample_image_paths[0])]

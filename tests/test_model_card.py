@@ -38,9 +38,15 @@ def _results(sets: dict[str, tuple[list[str], list[list[str]], list[str]]]) -> d
                 groups.append(group)
     metrics = ("bleu", "meteor", "rouge", "cider") if java_available() else ("bleu", "rouge", "cider")
     scores = caption_metrics(predictions, references, groups=groups, metrics=metrics)["groups"]
-    return {name: {"loss": 1.25, "num_samples": len(sets[name][0]), "overall": scores[name],
-                   "groups": {g.split("/")[1]: v for g, v in scores.items() if g.startswith(name + "/")}}
-            for name in sets}  # fmt: skip
+    return {
+        name: {
+            "loss": 1.25,
+            "num_samples": len(sets[name][0]),
+            "overall": scores[name],
+            "groups": {g.split("/")[1]: v for g, v in scores.items() if g.startswith(name + "/")},
+        }
+        for name in sets
+    }
 
 
 def fabricate_card_inputs(output_dir: Path, base: str, baseline: bool = True) -> Path:
@@ -48,34 +54,71 @@ def fabricate_card_inputs(output_dir: Path, base: str, baseline: bool = True) ->
     as "prediction" against the other four (leave-one-out), and a constant caption as the zero-shot baseline."""
     test, val = _rows("test"), _rows("val")[:4]
     refs = [[row[f"caption_{i}"] for i in range(2, 6)] for row in test]
-    sets = {"test": ([row["caption_1"] for row in test], refs, [row["source"] for row in test]),
-            "val": ([row["caption_1"] for row in val], [[row[f"caption_{i}"] for i in range(2, 6)] for row in val],
-                    [row["source"] for row in val])}  # fmt: skip
+    sets = {
+        "test": ([row["caption_1"] for row in test], refs, [row["source"] for row in test]),
+        "val": (
+            [row["caption_1"] for row in val],
+            [[row[f"caption_{i}"] for i in range(2, 6)] for row in val],
+            [row["source"] for row in val],
+        ),
+    }
     if baseline:
         sets["baseline_test"] = (["many buildings and green trees are around ."] * len(test), refs, sets["test"][2])
     (output_dir / "merged").mkdir(parents=True)
     (output_dir / "eval_results.json").write_text(json.dumps(_results(sets), indent=2))
     config = TSNPaliGemmaConfig(tsn_integration="enhanced", tsn_backbone="resnet18", tsn_fusion="gated")
     config.to_json_file(output_dir / "merged" / "config.json")
-    processor = {"image_processor": {"image_seq_length": 256, "size": {"height": 224, "width": 224}},
-                 "processor_class": "PaliGemmaProcessor"}  # fmt: skip
+    processor = {
+        "image_processor": {"image_seq_length": 256, "size": {"height": 224, "width": 224}},
+        "processor_class": "PaliGemmaProcessor",
+    }
     (output_dir / "merged" / "processor_config.json").write_text(json.dumps(processor))
     finetune_config = {
-        "model_name_or_path": base, "quantization": "4bit", "lora_r": 32, "lora_alpha": 64, "lora_dropout": 0.1,
-        "learning_rate": 0.0002, "num_train_epochs": 5, "per_device_train_batch_size": 8,
-        "gradient_accumulation_steps": 2, "weight_decay": 0.01, "label_smoothing_factor": 0.1, "num_beams": 4,
-        "max_new_tokens": 30, "prompt": "caption en", "dataset_dir": str(SAMPLE_DIR), "output_dir": str(output_dir),
-        "bf16": True, "seed": 42, "an_unknown_key": {"nested": str(output_dir)}, "tsn_integration": "enhanced",
-    }  # fmt: skip
+        "model_name_or_path": base,
+        "quantization": "4bit",
+        "lora_r": 32,
+        "lora_alpha": 64,
+        "lora_dropout": 0.1,
+        "learning_rate": 0.0002,
+        "num_train_epochs": 5,
+        "per_device_train_batch_size": 8,
+        "gradient_accumulation_steps": 2,
+        "weight_decay": 0.01,
+        "label_smoothing_factor": 0.1,
+        "num_beams": 4,
+        "max_new_tokens": 30,
+        "prompt": "caption en",
+        "dataset_dir": str(SAMPLE_DIR),
+        "output_dir": str(output_dir),
+        "bf16": True,
+        "seed": 42,
+        "an_unknown_key": {"nested": str(output_dir)},
+        "tsn_integration": "enhanced",
+    }
     (output_dir / "finetune_config.yaml").write_text(yaml.safe_dump(finetune_config))
-    predictions = [{"image": row["image"], "source": row["source"], "prediction": row["caption_1"],
-                    "references": [row[f"caption_{i}"] for i in range(1, 6)]} for row in test]  # fmt: skip
+    predictions = [
+        {
+            "image": row["image"],
+            "source": row["source"],
+            "prediction": row["caption_1"],
+            "references": [row[f"caption_{i}"] for i in range(1, 6)],
+        }
+        for row in test
+    ]
     (output_dir / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in predictions))
     (output_dir / "samples.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    characteristics = {"total_parameters": 2_923_335_408, "trainable_parameters": 51_700_000,
-                       "gflops_per_caption": 1641.63, "latency_ms_mean": 47.25, "latency_ms_p95": 61.5,
-                       "num_images": 64, "num_beams": 4, "max_new_tokens": 30, "device": "NVIDIA H100 80GB HBM3",
-                       "dtype": "bfloat16"}  # fmt: skip
+    characteristics = {
+        "total_parameters": 2_923_335_408,
+        "trainable_parameters": 51_700_000,
+        "gflops_per_caption": 1641.63,
+        "latency_ms_mean": 47.25,
+        "latency_ms_p95": 61.5,
+        "num_images": 64,
+        "num_beams": 4,
+        "max_new_tokens": 30,
+        "device": "NVIDIA H100 80GB HBM3",
+        "dtype": "bfloat16",
+    }
     (output_dir / "characteristics.json").write_text(json.dumps(characteristics))
     return output_dir
 
@@ -98,12 +141,18 @@ def test_metadata_parses_and_model_index_equals_eval_results(output_dir, card_te
         assert data.library_name == "transformers" and data.base_model == BASE
         assert {"remote-sensing", "image-captioning", "paligemma", "tsn", "qlora", "tsn-enhanced"} <= set(data.tags)
         assert data.datasets == ["RISC"]
-        assert data.widget == [{"src": f"https://huggingface.co/{REPO_ID}/resolve/main/example.jpg",
-                                "text": "<image>caption en", "example_title": "aerial image"}]  # fmt: skip
+        assert data.widget == [
+            {
+                "src": f"https://huggingface.co/{REPO_ID}/resolve/main/example.jpg",
+                "text": "<image>caption en",
+                "example_title": "aerial image",
+            }
+        ]
         test = json.loads((output_dir / "eval_results.json").read_text())["test"]
         expected = {("all", key): value for key, value in test["overall"].items()}
-        expected |= {(group.lower(), key): value for group, scores in test["groups"].items()
-                     for key, value in scores.items()}  # fmt: skip
+        expected |= {
+            (group.lower(), key): value for group, scores in test["groups"].items() for key, value in scores.items()
+        }
         got = {(result.dataset_config, result.metric_type): result.metric_value for result in data.eval_results}
         assert got == expected  # exactly the json's floats, overall and per source
         assert len(got) == 7 * (1 + len(test["groups"])) if java_available() else len(got) == 6 * 4
@@ -136,8 +185,7 @@ def test_body_has_results_settings_recipe_cost_usage_and_citations(output_dir, c
     assert "trust_remote_code=True" in card_text and 'revision = "main"' in card_text and "commit sha" in card_text
     assert f'pipeline("image-text-to-text", model="{REPO_ID}", revision="main", trust_remote_code=True)' in card_text
     assert "max_new_tokens=30, num_beams=4" in card_text
-    for key in ("beyer2024paligemma", "wang2016tsn", "dettmers2023qlora", "lu2018rsicd", "qu2016ucm",
-                "cheng2022nwpu"):  # fmt: skip
+    for key in ("beyer2024paligemma", "wang2016tsn", "dettmers2023qlora", "lu2018rsicd", "qu2016ucm", "cheng2022nwpu"):
         assert f"{{{key}," in card_text
     assert "## Limitations" in card_text
 

@@ -30,8 +30,14 @@ def inputs_for(folder, images, captions=None):
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-    return processor(images=images, text=[PROMPT] * len(images), suffix=captions, return_tensors="pt",
-                     padding="longest", padding_side="right")  # fmt: skip
+    return processor(
+        images=images,
+        text=[PROMPT] * len(images),
+        suffix=captions,
+        return_tensors="pt",
+        padding="longest",
+        padding_side="right",
+    )
 
 
 def test_fresh_enhanced_gated_model_has_plain_paligemma_logits(tiny_checkpoint, sample_images):
@@ -134,8 +140,13 @@ def test_gradients_reach_gate_then_encoder(tiny_checkpoint, sample_images):
     with torch.no_grad():
         model.model.tsn.gate.fill_(0.5)
     _, grads = _train_step_gradients(model, inputs)
-    for name in ("model.tsn.gate", "model.tsn.proj.weight", "model.tsn.backbone.net.conv1.weight",
-                 "model.tsn.backbone.net.layer4.1.conv2.weight", "model.tsn.consensus_key.weight"):  # fmt: skip
+    for name in (
+        "model.tsn.gate",
+        "model.tsn.proj.weight",
+        "model.tsn.backbone.net.conv1.weight",
+        "model.tsn.backbone.net.layer4.1.conv2.weight",
+        "model.tsn.consensus_key.weight",
+    ):
         assert grads[name].abs().sum() > 0, name
 
 
@@ -184,8 +195,9 @@ def test_average_and_max_consensus(tiny_checkpoint, consensus):
     model = load(tiny_checkpoint("enhanced"), tsn_consensus=consensus)
     segments = torch.randn(2, 5, model.config.projection_dim)
     context = model.model.tsn.context(torch.zeros(2, 16, model.config.projection_dim), segments)
-    covering = torch.stack([segments[:, 0].expand(16, -1, -1).transpose(0, 1),
-                            segments[:, model.model.tsn.patch_segments[:, 1]]], dim=2)  # fmt: skip
+    covering = torch.stack(
+        [segments[:, 0].expand(16, -1, -1).transpose(0, 1), segments[:, model.model.tsn.patch_segments[:, 1]]], dim=2
+    )
     expected = covering.mean(dim=2) if consensus == "average" else covering.amax(dim=2)
     torch.testing.assert_close(context, expected)
 
@@ -216,8 +228,9 @@ def _write_base_paligemma(folder, tsn_model):
     return base
 
 
-def test_from_base_pretrained_loads_base_weights_and_initialises_tsn(tiny_checkpoint, tmp_path, monkeypatch,
-                                                                      sample_images):  # fmt: skip
+def test_from_base_pretrained_loads_base_weights_and_initialises_tsn(
+    tiny_checkpoint, tmp_path, monkeypatch, sample_images
+):
     folder = tiny_checkpoint("enhanced")
     reference = load(folder)
     base_folder = tmp_path / "base"
@@ -243,8 +256,11 @@ def test_from_base_pretrained_loads_base_weights_and_initialises_tsn(tiny_checkp
     checkpoints = tmp_path / "torch-home" / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
     torch.save(fake_imagenet, checkpoints / "resnet18-f37072fd.pth")
-    monkeypatch.setattr(torchvision.models.ResNet18_Weights.IMAGENET1K_V1, "get_state_dict",
-                        lambda **kwargs: torch.load(checkpoints / "resnet18-f37072fd.pth"))  # fmt: skip
+    monkeypatch.setattr(
+        torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
+        "get_state_dict",
+        lambda **kwargs: torch.load(checkpoints / "resnet18-f37072fd.pth"),
+    )
     model = TSNPaliGemmaForConditionalGeneration.from_base_pretrained(base_folder, tsn_crop_size=32)
     assert torch.equal(model.model.tsn.backbone.net.conv1.weight, fake_imagenet["conv1.weight"])
     assert torch.equal(
@@ -255,8 +271,15 @@ def test_from_base_pretrained_loads_base_weights_and_initialises_tsn(tiny_checkp
 def test_from_base_pretrained_rejects_other_models(tmp_path):
     from transformers import GemmaConfig
 
-    GemmaConfig(hidden_size=64, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                num_key_value_heads=1, head_dim=32, vocab_size=128).save_pretrained(tmp_path)  # fmt: skip
+    GemmaConfig(
+        hidden_size=64,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        vocab_size=128,
+    ).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="needs a PaliGemma checkpoint"):
         TSNPaliGemmaForConditionalGeneration.from_base_pretrained(tmp_path)
 

@@ -26,14 +26,17 @@ def processor(tiny_checkpoint):
 
 
 def rows(sample_images):
-    return [{"image": image, "captions": captions, "source": "RSICD", "filename": f"{i}.jpg"}
-            for i, (image, captions) in enumerate(zip(sample_images, CAPTIONS))]  # fmt: skip
+    return [
+        {"image": image, "captions": captions, "source": "RSICD", "filename": f"{i}.jpg"}
+        for i, (image, captions) in enumerate(zip(sample_images, CAPTIONS))
+    ]
 
 
 @pytest.mark.parametrize("integration,expected", [("adapter", 16 + 5), ("replace", 5 * 2 * 2), ("enhanced", 16)])
 def test_processor_for_config_sets_the_image_token_count(tiny_checkpoint, processor, integration, expected):
-    config = AutoConfig.from_pretrained(tiny_checkpoint("enhanced"), trust_remote_code=True,
-                                        tsn_integration=integration)  # fmt: skip
+    config = AutoConfig.from_pretrained(
+        tiny_checkpoint("enhanced"), trust_remote_code=True, tsn_integration=integration
+    )
     built = processor_for_config(processor, config)
     assert built.image_seq_length == expected
     from PIL import Image
@@ -94,6 +97,7 @@ def test_decode_and_postprocess(processor):
     assert postprocess_caption("caption en\n many  green trees <eos>") == "many green trees"
     assert postprocess_caption("  a ship \n") == "a ship"
     ids = processor.tokenizer("many green trees", add_special_tokens=False, return_tensors="pt")["input_ids"]
-    sequences = torch.cat([torch.full((1, 7), processor.image_token_id), ids,
-                           torch.tensor([[processor.tokenizer.eos_token_id]])], dim=1)  # fmt: skip
+    sequences = torch.cat(
+        [torch.full((1, 7), processor.image_token_id), ids, torch.tensor([[processor.tokenizer.eos_token_id]])], dim=1
+    )
     assert decode_captions(processor, sequences, prompt_length=7) == ["many green trees"]

@@ -36,24 +36,41 @@ def product_texts() -> dict[str, str]:
 
 
 def test_no_narration_or_machine_paths_in_what_users_read():
-    found = [f"{name}: {match.group(0)!r}" for name, text in product_texts().items()
-             for match in NARRATION.finditer(text)]  # fmt: skip
+    found = [
+        f"{name}: {match.group(0)!r}" for name, text in product_texts().items() for match in NARRATION.finditer(text)
+    ]
     assert not found, found
 
 
 def test_test_names_say_what_they_check():
-    names = [line for path in (REPO_ROOT / "tests").glob("test_*.py") for line in path.read_text().splitlines()
-             if line.startswith("def test_") and NARRATION.search(line)]  # fmt: skip
+    names = [
+        line
+        for path in (REPO_ROOT / "tests").glob("test_*.py")
+        for line in path.read_text().splitlines()
+        if line.startswith("def test_") and NARRATION.search(line)
+    ]
     assert not names, names
 
 
 @pytest.mark.parametrize("bench", ["data_pipeline"])
 def test_bench_prints_json_as_its_last_line_when_run_by_a_script(bench):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    command = [sys.executable, "-m", f"bench.{bench}", "--data_dir", str(REPO_ROOT / "dataset_builder" / "sample"),
-               "--max_samples", "8", "--workers", "0", "--batch_size", "4"]  # fmt: skip
-    completed = subprocess.run(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                               text=True, timeout=300)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        f"bench.{bench}",
+        "--data_dir",
+        str(REPO_ROOT / "dataset_builder" / "sample"),
+        "--max_samples",
+        "8",
+        "--workers",
+        "0",
+        "--batch_size",
+        "4",
+    ]
+    completed = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "Do you wish to run the custom code" not in completed.stdout + completed.stderr
     result = json.loads(completed.stdout.strip().splitlines()[-1])

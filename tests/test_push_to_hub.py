@@ -33,12 +33,33 @@ PROMPT = "caption en"
 MAX_NEW_TOKENS = 6
 REPO_ID = "alice/tsn-paligemma-risc"
 HUB_BASE = "google/paligemma-3b-pt-224"  # named with --base_model for the adapter card; the worker swaps in the base
-MERGED_FILES = {"README.md", "config.json", "configuration_tsn_paligemma.py", "eval_results.json", "example.jpg",
-                "generation_config.json", "model.safetensors", "modeling_tsn_paligemma.py", "processor_config.json",
-                "samples.png", "tokenizer.json", "tokenizer_config.json"}  # fmt: skip
-ADAPTER_FILES = {"README.md", "adapter_config.json", "adapter_model.safetensors", "config.json",
-                 "configuration_tsn_paligemma.py", "eval_results.json", "modeling_tsn_paligemma.py",
-                 "processor_config.json", "samples.png", "tokenizer.json", "tokenizer_config.json"}  # fmt: skip
+MERGED_FILES = {
+    "README.md",
+    "config.json",
+    "configuration_tsn_paligemma.py",
+    "eval_results.json",
+    "example.jpg",
+    "generation_config.json",
+    "model.safetensors",
+    "modeling_tsn_paligemma.py",
+    "processor_config.json",
+    "samples.png",
+    "tokenizer.json",
+    "tokenizer_config.json",
+}
+ADAPTER_FILES = {
+    "README.md",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "config.json",
+    "configuration_tsn_paligemma.py",
+    "eval_results.json",
+    "modeling_tsn_paligemma.py",
+    "processor_config.json",
+    "samples.png",
+    "tokenizer.json",
+    "tokenizer_config.json",
+}
 
 
 # ------------------------------------------------------------------------------------- a finetune.py output_dir
@@ -55,8 +76,10 @@ class FabricatedRun:
 def _sample_rows(split: str) -> list[dict]:
     with (SAMPLE_DIR / "captions.csv").open(newline="", encoding="utf-8") as handle:
         rows = [row for row in csv.DictReader(handle) if row["split"] == split]
-    return [{"image": row["image"], "source": row["source"],
-             "references": [row[f"caption_{i}"] for i in range(1, 6)]} for row in rows]  # fmt: skip
+    return [
+        {"image": row["image"], "source": row["source"], "references": [row[f"caption_{i}"] for i in range(1, 6)]}
+        for row in rows
+    ]
 
 
 def _generate(model, processor, image_path: Path) -> tuple[torch.Tensor, str]:
@@ -109,11 +132,17 @@ def _plain_paligemma(tsn_model) -> PaliGemmaForConditionalGeneration:
     """The base the TSN model was built from: PaliGemma with the same weights, no segment encoder."""
     config = tsn_model.config
     base_config = PaliGemmaConfig(
-        text_config=config.text_config.to_dict(), vision_config=config.vision_config.to_dict(),
-        projection_dim=config.projection_dim, hidden_size=config.hidden_size, vocab_size=config.text_config.vocab_size,
-        image_token_index=config.image_token_index, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+        text_config=config.text_config.to_dict(),
+        vision_config=config.vision_config.to_dict(),
+        projection_dim=config.projection_dim,
+        hidden_size=config.hidden_size,
+        vocab_size=config.text_config.vocab_size,
+        image_token_index=config.image_token_index,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
         tie_word_embeddings=config.tie_word_embeddings,
-    )  # fmt: skip
+    )
     base = PaliGemmaForConditionalGeneration(base_config).eval()
     state = {key: value for key, value in tsn_model.state_dict().items() if not key.startswith("model.tsn.")}
     base.load_state_dict(state, strict=True)
@@ -130,7 +159,8 @@ def fabricate_output_dir(work: Path) -> FabricatedRun:
     processor.save_pretrained(base_dir)
     # Few images (generation is the slow part on 2 shared cores): every source in test, two val images.
     test_rows = [row for row in _sample_rows("test") if row["source"] != "RSICD"] + [
-        row for row in _sample_rows("test") if row["source"] == "RSICD"][:4]  # fmt: skip
+        row for row in _sample_rows("test") if row["source"] == "RSICD"
+    ][:4]
     val_rows = _sample_rows("val")[:3]
     baseline_records = _predict(model, processor, test_rows)  # zero-shot: gate 0, so exactly the base PaliGemma
 
@@ -164,13 +194,29 @@ def fabricate_output_dir(work: Path) -> FabricatedRun:
     _write_jsonl(val_records, output_dir / "val_predictions.jsonl")
     tsn = {key: value for key, value in merged.config.to_dict().items() if key.startswith("tsn_")}
     finetune_config = {
-        "model_name_or_path": str(base_dir), "quantization": "4bit", "lora_r": 32, "lora_alpha": 64,
-        "lora_dropout": 0.1, "learning_rate": 0.0002, "lr_scheduler_type": "cosine", "num_train_epochs": 3,
-        "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4, "weight_decay": 0.05,
-        "label_smoothing_factor": 0.1, "num_beams": 1, "max_new_tokens": MAX_NEW_TOKENS, "prompt": PROMPT,
-        "dataset_dir": str(SAMPLE_DIR), "output_dir": str(output_dir), "bf16": False, "seed": 42,
-        "caption_choice": "random", "some_future_key": [1, 2], **tsn,
-    }  # fmt: skip
+        "model_name_or_path": str(base_dir),
+        "quantization": "4bit",
+        "lora_r": 32,
+        "lora_alpha": 64,
+        "lora_dropout": 0.1,
+        "learning_rate": 0.0002,
+        "lr_scheduler_type": "cosine",
+        "num_train_epochs": 3,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 4,
+        "weight_decay": 0.05,
+        "label_smoothing_factor": 0.1,
+        "num_beams": 1,
+        "max_new_tokens": MAX_NEW_TOKENS,
+        "prompt": PROMPT,
+        "dataset_dir": str(SAMPLE_DIR),
+        "output_dir": str(output_dir),
+        "bf16": False,
+        "seed": 42,
+        "caption_choice": "random",
+        "some_future_key": [1, 2],
+        **tsn,
+    }
     (output_dir / "finetune_config.yaml").write_text(yaml.safe_dump(finetune_config, sort_keys=False))
 
     grid = Image.new("RGB", (4 * 96, 140), "white")  # the picture grid: images with their generated captions
@@ -179,10 +225,17 @@ def fabricate_output_dir(work: Path) -> FabricatedRun:
         ImageDraw.Draw(grid).text((i * 96 + 2, 100), record["prediction"][:16], fill="black")
     grid.save(output_dir / "samples.png")
     characteristics = {
-        "total_parameters": sum(p.numel() for p in merged.parameters()), "trainable_parameters": trainable,
-        "gflops_per_caption": 0.0123, "latency_ms_mean": latency_ms, "latency_ms_p95": latency_ms,
-        "num_images": 1, "num_beams": 1, "max_new_tokens": MAX_NEW_TOKENS, "device": "cpu", "dtype": "float32",
-    }  # fmt: skip
+        "total_parameters": sum(p.numel() for p in merged.parameters()),
+        "trainable_parameters": trainable,
+        "gflops_per_caption": 0.0123,
+        "latency_ms_mean": latency_ms,
+        "latency_ms_p95": latency_ms,
+        "num_images": 1,
+        "num_beams": 1,
+        "max_new_tokens": MAX_NEW_TOKENS,
+        "device": "cpu",
+        "dtype": "float32",
+    }
     (output_dir / "characteristics.json").write_text(json.dumps(characteristics, indent=2))
     (output_dir / "checkpoint-10").mkdir()
     (output_dir / "checkpoint-10" / "optimizer.pt").write_bytes(b"never published")
@@ -205,8 +258,16 @@ def merged_export(run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def adapter_export(run, tmp_path_factory) -> Path:
     export_dir = tmp_path_factory.mktemp("export") / "adapter"
-    argv = [str(run.output_dir), "--repo_id", REPO_ID, "--adapter_only", "--base_model", HUB_BASE,
-            "--dry_run", str(export_dir)]  # fmt: skip
+    argv = [
+        str(run.output_dir),
+        "--repo_id",
+        REPO_ID,
+        "--adapter_only",
+        "--base_model",
+        HUB_BASE,
+        "--dry_run",
+        str(export_dir),
+    ]
     assert push_to_hub.main(argv) == 0
     return export_dir
 
@@ -224,8 +285,14 @@ def test_dry_run_writes_exactly_the_merged_model_files(run, merged_export):
     files = _folder_files(merged_export)
     assert set(files) == MERGED_FILES
     merged = run.output_dir / "merged"
-    for name in ("model.safetensors", "configuration_tsn_paligemma.py", "modeling_tsn_paligemma.py",
-                 "generation_config.json", "tokenizer.json", "processor_config.json"):  # fmt: skip
+    for name in (
+        "model.safetensors",
+        "configuration_tsn_paligemma.py",
+        "modeling_tsn_paligemma.py",
+        "generation_config.json",
+        "tokenizer.json",
+        "processor_config.json",
+    ):
         assert files[name] == (merged / name).read_bytes(), name
     assert files["samples.png"] == (run.output_dir / "samples.png").read_bytes()
     assert files["example.jpg"] == run.image_path.read_bytes()
@@ -269,8 +336,9 @@ def test_dry_run_card_model_index_equals_eval_results(run, merged_export):
     card = ModelCard.load(merged_export / "README.md")
     results = json.loads((run.output_dir / "eval_results.json").read_text())["test"]
     expected = {("all", key): value for key, value in results["overall"].items()}
-    expected |= {(group.lower(), key): value for group, scores in results["groups"].items()
-                 for key, value in scores.items()}  # fmt: skip
+    expected |= {
+        (group.lower(), key): value for group, scores in results["groups"].items() for key, value in scores.items()
+    }
     got = {(r.dataset_config, r.metric_type): r.metric_value for r in card.data.eval_results}
     assert got == expected and len(got) == len(results["overall"]) * 4  # all sources + NWPU, RSICD, UCM
     assert all(r.dataset_split == "test" for r in card.data.eval_results)
@@ -341,18 +409,35 @@ def test_dry_run_loads_in_a_fresh_process_and_reproduces_the_model(run, merged_e
     outside.mkdir()
     (outside / "aerial.jpg").write_bytes(run.image_path.read_bytes())
     job, result_file = tmp_path / "job.pt", tmp_path / "result.pt"
-    torch.save({"repo_root": str(REPO_ROOT), "merged": str(merged_export), "adapter": str(adapter_export),
-                "base": str(run.base_dir), "repo_id": REPO_ID, "hub_base": HUB_BASE, "prompt": "<image>" + PROMPT,
-                "max_new_tokens": MAX_NEW_TOKENS}, job)  # fmt: skip
+    torch.save(
+        {
+            "repo_root": str(REPO_ROOT),
+            "merged": str(merged_export),
+            "adapter": str(adapter_export),
+            "base": str(run.base_dir),
+            "repo_id": REPO_ID,
+            "hub_base": HUB_BASE,
+            "prompt": "<image>" + PROMPT,
+            "max_new_tokens": MAX_NEW_TOKENS,
+        },
+        job,
+    )
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    completed = subprocess.run([sys.executable, "-I", "-c", WORKER, str(job), str(result_file)], cwd=outside, env=env,
-                               capture_output=True, text=True, timeout=300)  # fmt: skip
+    completed = subprocess.run(
+        [sys.executable, "-I", "-c", WORKER, str(job), str(result_file)],
+        cwd=outside,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stderr[-4000:]
     got = torch.load(result_file, weights_only=False)
 
-    inputs = run.processor(images=Image.open(run.image_path).convert("RGB"), text="<image>" + PROMPT,
-                           return_tensors="pt")  # fmt: skip
+    inputs = run.processor(
+        images=Image.open(run.image_path).convert("RGB"), text="<image>" + PROMPT, return_tensors="pt"
+    )
     with torch.no_grad():
         logits = run.model(**inputs).logits
     # The card's code (AutoModelForImageTextToText) and AutoModel reproduce the in-memory model exactly.
@@ -412,8 +497,13 @@ def test_cli_uploads_with_hf_endpoint_in_a_subprocess(run, merged_export, tmp_pa
     """The user's command line: HF_ENDPOINT and HF_TOKEN from the environment, a second run re-commits nothing."""
     env = {key: value for key, value in os.environ.items() if key not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     with FakeHub(tokens={"hf_cli_token"}) as fake:
-        env.update(HF_ENDPOINT=fake.url, HF_TOKEN="hf_cli_token", HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf"),
-                   HF_HUB_DISABLE_PROGRESS_BARS="1")  # fmt: skip
+        env.update(
+            HF_ENDPOINT=fake.url,
+            HF_TOKEN="hf_cli_token",
+            HF_HUB_DISABLE_XET="1",
+            HF_HOME=str(tmp_path / "hf"),
+            HF_HUB_DISABLE_PROGRESS_BARS="1",
+        )
         command = [sys.executable, str(REPO_ROOT / "push_to_hub.py"), str(run.output_dir), "--repo_id", REPO_ID]
         completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert completed.returncode == 0, completed.stderr[-4000:]
@@ -528,7 +618,15 @@ def test_a_local_path_in_a_published_file_stops_the_export(run, tmp_path):
         template.unlink()
     assert not (tmp_path / "export").exists()
     source = tmp_path / "tokenizer_config.json"
-    source.write_text(json.dumps({"vocab_file": "outputs/tiny-base/tokenizer.model", "name_or_path": HUB_BASE,
-                                  "local_files_only": True, "tokenizer_class": "GemmaTokenizer"}))  # fmt: skip
+    source.write_text(
+        json.dumps(
+            {
+                "vocab_file": "outputs/tiny-base/tokenizer.model",
+                "name_or_path": HUB_BASE,
+                "local_files_only": True,
+                "tokenizer_class": "GemmaTokenizer",
+            }
+        )
+    )
     cleaned = json.loads(push_to_hub.public_json("tokenizer_config.json", source, None))
     assert cleaned == {"name_or_path": HUB_BASE, "tokenizer_class": "GemmaTokenizer"}

@@ -56,9 +56,14 @@ def test_qlora_cpu_trains_lora_and_tsn_only(tiny_checkpoint, sample_images, inte
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-    batch = processor(images=sample_images[:2], text=["<image>caption en"] * 2,
-                      suffix=["many green trees are around a building", "a white ship is in the port"],
-                      return_tensors="pt", padding="longest", padding_side="right")  # fmt: skip
+    batch = processor(
+        images=sample_images[:2],
+        text=["<image>caption en"] * 2,
+        suffix=["many green trees are around a building", "a white ship is in the port"],
+        return_tensors="pt",
+        padding="longest",
+        padding_side="right",
+    )
     before = {name: param.detach().clone() for name, param in model.named_parameters()}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model.train()
@@ -87,8 +92,14 @@ def test_qlora_trains_after_an_evaluation_forward(tiny_checkpoint, sample_images
     )
     model = apply_lora(model, r=8, alpha=16, dropout=0.0)
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-    batch = processor(images=sample_images[:2], text=["<image>caption en"] * 2, suffix=["a river", "a port"],
-                      return_tensors="pt", padding="longest", padding_side="right")  # fmt: skip
+    batch = processor(
+        images=sample_images[:2],
+        text=["<image>caption en"] * 2,
+        suffix=["a river", "a port"],
+        return_tensors="pt",
+        padding="longest",
+        padding_side="right",
+    )
     model.eval()
     with torch.no_grad():
         model(**batch)

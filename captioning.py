@@ -1,0 +1,176 @@
+"""Captioning building blocks shared by inference.py, characteristics.py, finetune.py's outputs and app.py: read any
+image as RGB, load a model as Hub code on the right device, caption a batch (prompt-only generation, prompt sliced off,
+text cleaned), and draw a picture grid.
+
+```python
+>>> model, processor = load_model("examples/rsicd-mini")  # doctest: +SKIP
+>>> caption_images(model, processor, [load_image("RSICD_00001.jpg")], num_beams=3)  # doctest: +SKIP
+['many buildings and green trees are in a dense residential area .']
+```
+"""
+
+import glob
+import math
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from processing import DEFAULT_PROMPT, IMAGE_TOKEN, decode_captions
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+# What PIL raises for files it cannot decode: UnidentifiedImageError and truncated data are OSErrors, odd headers
+# ValueError/SyntaxError, oversized images DecompressionBombError.
+IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def collect_inputs(patterns: Sequence[str]) -> list[Path]:
+    """Expand files, folders (their image files, sorted) and glob patterns, keeping order and dropping duplicates.
+
+    A file named explicitly is kept whatever its extension (it is reported later if it is not an image). Raises
+    FileNotFoundError naming the first pattern that matches nothing.
+    """
+    paths: dict[Path, None] = {}  # ordered set
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_file():
+            found = [path]
+        elif path.is_dir():
+            found = _folder_images(path)
+        else:
+            found = []
+            for match in sorted(glob.glob(pattern, recursive=True)):
+                match = Path(match)
+                found += _folder_images(match) if match.is_dir() else [match] if match.is_file() else []
+        if not found:
+            raise FileNotFoundError(
+                f"input {pattern!r} matches no image: pass an image file, a folder holding "
+                f"{'/'.join(IMAGE_EXTENSIONS)} files, or a glob such as 'images/*.jpg'."
+            )
+        paths.update(dict.fromkeys(found))
+    return list(paths)
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def load_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
+    """Read any PIL-readable image as 8-bit RGB (first frame of multi-page files, EXIF orientation applied).
+
+    `max_pixels`: refuse (ValueError) a larger image before decoding it.
+
+    - 16/32-bit integer and float grayscale ("I;16", "I", "F"): linear stretch from the image's own min..max to
+      0..255 (remote-sensing products rarely fill their whole range, so a fixed /257 would be near black);
+    - transparency (RGBA, LA, palette with a transparent colour): composited on white, as viewers show it;
+    - grayscale, 1-bit, palette, CMYK, YCbCr: PIL's conversion to RGB.
+
+    Raises OSError/ValueError (PIL's errors) for unreadable files.
+    """
+    with Image.open(path) as image:
+        if max_pixels is not None and image.width * image.height > max_pixels:
+            raise ValueError(f"{image.width}x{image.height} pixels is over the limit of {max_pixels:,} pixels")
+        image.load()  # decode now, so truncated data fails here and not later
+        image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)  # (H, W)
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+        return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def generation_inputs(model, processor, images: Sequence[Image.Image], prompt: str) -> dict[str, torch.Tensor]:
+    """`"<image>" + prompt` for every image, on the model's device (pixels in its dtype): what `generate` takes."""
+    images = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
+    text = [IMAGE_TOKEN + prompt.removeprefix(IMAGE_TOKEN)] * len(images)
+    inputs = processor(images=images, text=text, return_tensors="pt", padding="longest")
+    return {
+        key: value.to(model.device, dtype=model.dtype if key == "pixel_values" else None)
+        for key, value in inputs.items()
+        if key in ("input_ids", "attention_mask", "token_type_ids", "pixel_values")  # not the empty `labels`
+    }
+
+
+def caption_images(
+    model,
+    processor,
+    images: Sequence[Image.Image],
+    prompt: str = DEFAULT_PROMPT,
+    batch_size: int = 8,
+    num_beams: int = 1,
+    max_new_tokens: int = 30,
+    **generate_kwargs,
+) -> list[str]:
+    """Captions for RGB PIL images: generate from `"<image>" + prompt` only, slice the prompt off, clean the text.
+
+    Decoding is deterministic (no sampling). Extra keyword arguments go to `model.generate`.
+    """
+    prompt = prompt.removeprefix(IMAGE_TOKEN)
+    captions: list[str] = []
+    for start in range(0, len(images), batch_size):
+        inputs = generation_inputs(model, processor, images[start : start + batch_size], prompt)
+        with torch.inference_mode():
+            sequences = model.generate(
+                **inputs, do_sample=False, num_beams=num_beams, max_new_tokens=max_new_tokens, **generate_kwargs
+            )
+        # Every row has the same prompt, so the (left-padded) prompt length is the input width.
+        captions += decode_captions(processor, sequences, inputs["input_ids"].shape[1], prompt)
+    return captions
+
+
+def render_grid(
+    images: Sequence[str | Path | Image.Image],
+    captions: Sequence[str],
+    out_png: str | Path,
+    columns: int = 4,
+    wrap: int = 32,
+) -> Path:
+    """Write a PNG grid: each image (paths are read with `load_image`) under its caption, wrapped to `wrap` chars
+    (line breaks in a caption are kept); `columns` images per row."""
+    from matplotlib.figure import Figure  # object API: no pyplot state, renders with Agg
+
+    if not images or len(images) != len(captions):
+        raise ValueError(f"render_grid needs as many captions as images (got {len(images)} and {len(captions)}).")
+    columns = min(columns, len(images))
+    rows = math.ceil(len(images) / columns)
+    figure = Figure(figsize=(3.2 * columns, 4.0 * rows), layout="constrained")
+    for index, (image, caption) in enumerate(zip(images, captions)):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        axes.imshow(image if isinstance(image, Image.Image) else load_image(image))
+        axes.set_axis_off()
+        # Line breaks in a caption are kept (e.g. "prediction\n[ref] reference"); control bytes have no glyph.
+        lines = ["".join(char for char in line if char.isprintable()) for line in caption.splitlines()]
+        title = "\n".join(textwrap.fill(line, width=wrap) for line in lines if line) or "(empty caption)"
+        if not isinstance(image, Image.Image):
+            title = f"{Path(image).name}\n{title}"
+        axes.set_title(title, fontsize=8, loc="left")
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_png, dpi=100, facecolor="white")
+    return out_png
+
+
+def pick_device_and_dtype() -> tuple[torch.device, torch.dtype]:
+    """CUDA in bf16 where supported (fp32 otherwise), else CPU in fp32."""
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.device("cpu"), torch.float32
+
+
+def load_model(model_name_or_path: str):
+    """(model in eval mode on the automatic device/dtype, processor) from a folder or Hub id, as Hub custom code."""
+    device, dtype = pick_device_and_dtype()
+    model = AutoModelForImageTextToText.from_pretrained(model_name_or_path, trust_remote_code=True, dtype=dtype)
+    processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=True)
+    return model.to(device).eval(), processor
