@@ -30,7 +30,7 @@ test: $(STAMP) lint
 
 # The demo trains the tiny random checkpoint (built once, ~10 s) on the bundled sample; see configs/demo.yaml.
 demo: $(STAMP)
-	test -f outputs/tiny-base/config.json || $(PY) scripts/make_tiny_checkpoint.py outputs/tiny-base
+	test -f outputs/tiny-base/config.json || $(PY) -m scripts.make_tiny_checkpoint outputs/tiny-base
 	$(PY) finetune.py configs/demo.yaml
 
 # The captioner in a web page at http://127.0.0.1:7860 (the shipped examples/rsicd-mini by default).

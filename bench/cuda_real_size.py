@@ -1,6 +1,6 @@
 """CUDA check at the real PaliGemma-3B-224 size (random weights): QLoRA training step and generation, TSN vs direct.
 
-    python bench/cuda_real_size.py [--workdir /tmp/pg3b] [--steps 5]
+    python -m bench.cuda_real_size [--workdir /tmp/pg3b] [--steps 5]
 
 Builds a random TSN-PaliGemma (enhanced) at google/paligemma-3b-pt-224's size, saves it once (bf16), then for
 `direct` and `enhanced`:
@@ -19,12 +19,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.flops import REAL_SIZES  # noqa: E402
-from configuration_tsn_paligemma import TSNPaliGemmaConfig  # noqa: E402
-from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration  # noqa: E402
-from qlora import apply_lora, quantization_config  # noqa: E402
+from bench.flops import REAL_SIZES
+from configuration_tsn_paligemma import TSNPaliGemmaConfig
+from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
+from qlora import apply_lora, quantization_config
 
 IMAGE_TOKEN, BOS, EOS, NEWLINE = 256000, 2, 1, 108
 PROMPT_TOKENS, CAPTION_TOKENS, NEW_TOKENS = 4, 20, 20

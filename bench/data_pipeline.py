@@ -14,7 +14,6 @@ The last line printed is one JSON object.
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,12 +24,10 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import HfArgumentParser, PaliGemmaProcessor
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a file: the project modules live at the repo root
-    sys.path.insert(0, str(REPO_ROOT))
+from dataset_builder import SAMPLE_DIR, load_risc
+from processing import TSNPaliGemmaTrainCollator, processor_for_config
 
-from dataset_builder import SAMPLE_DIR, load_risc  # noqa: E402
-from processing import TSNPaliGemmaTrainCollator, processor_for_config  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "rsicd-1k"
 

@@ -1,6 +1,6 @@
 """FLOPs of one forward pass at real PaliGemma sizes, TSN vs direct, on the meta device (no weights, no download).
 
-    python bench/flops.py [--text_tokens 24]
+    python -m bench.flops [--text_tokens 24]
 
 Counts with torch.utils.flop_counter (matmuls, convolutions, attention). One image, the prompt plus a caption of
 `text_tokens` tokens, as in a training step. Prints one JSON object as its last line.
@@ -9,15 +9,12 @@ Counts with torch.utils.flop_counter (matmuls, convolutions, attention). One ima
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from configuration_tsn_paligemma import TSNPaliGemmaConfig  # noqa: E402
-from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration  # noqa: E402
+from configuration_tsn_paligemma import TSNPaliGemmaConfig
+from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 
 SIGLIP_SO400M = {
     "model_type": "siglip_vision_model",

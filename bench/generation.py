@@ -1,6 +1,6 @@
 """Captioning speed, TSN (enhanced) vs direct (plain PaliGemma): captions/s and ms/image, same weights and length.
 
-    python bench/generation.py [--real_size | --tiny_only] [--new_tokens 20] [--repeats 3] [--threads N]
+    python -m bench.generation [--real_size | --tiny_only] [--new_tokens 20] [--repeats 3] [--threads N]
 
 Settings: batch 1 and 8 x greedy and 4 beams; every call generates exactly `new_tokens` tokens
 (min_new_tokens = max_new_tokens) so both models do the same decoding work. The direct model gets the enhanced
@@ -25,16 +25,14 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a file: the project modules live at the repo root
-    sys.path.insert(0, str(REPO_ROOT))
+from bench.flops import REAL_SIZES
+from characteristics import describe_device
+from configuration_tsn_paligemma import TSNPaliGemmaConfig
+from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
+from processing import DEFAULT_PROMPT, IMAGE_TOKEN
+from scripts.make_tiny_checkpoint import TinyCheckpointArguments, build_tiny_model
 
-from bench.flops import REAL_SIZES  # noqa: E402
-from characteristics import describe_device  # noqa: E402
-from configuration_tsn_paligemma import TSNPaliGemmaConfig  # noqa: E402
-from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration  # noqa: E402
-from processing import DEFAULT_PROMPT, IMAGE_TOKEN  # noqa: E402
-from scripts.make_tiny_checkpoint import TinyCheckpointArguments, build_tiny_model  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SAMPLE_IMAGES = REPO_ROOT / "dataset_builder" / "sample" / "resized"
 REAL_SIZE = "paligemma-3b-224"

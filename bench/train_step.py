@@ -1,7 +1,7 @@
 """QLoRA training-step cost per integration: seconds/step, samples/s and peak memory, `enhanced`, `adapter` and
 `replace` vs `direct` (plain PaliGemma) at the same config.
 
-    python bench/train_step.py [--steps 5] [--warmup 2] [--threads 1] [--integrations direct enhanced adapter replace]
+    python -m bench.train_step [--steps 5] [--warmup 2] [--threads 1] [--integrations direct enhanced adapter replace]
         [--real_size | --tiny_only] [--workdir /tmp/pg3b]
 
 Every integration is trained exactly like `finetune.py` trains it: `from_base_pretrained(base, tsn_integration=...)`
@@ -39,12 +39,10 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a file: the project modules live at the repo root
-    sys.path.insert(0, str(REPO_ROOT))
+from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
+from qlora import apply_lora, quantization_config
 
-from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration  # noqa: E402
-from qlora import apply_lora, quantization_config  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 INTEGRATIONS = ("direct", "enhanced", "adapter", "replace")
 REAL_SIZE = "paligemma-3b-224"
@@ -232,7 +230,8 @@ def tiny_worker(args: TrainStepBenchArguments) -> dict:
 def run_worker(integration: str, base: Path, args: TrainStepBenchArguments) -> dict:
     command = [
         sys.executable,
-        str(Path(__file__).resolve()),
+        "-m",
+        "bench.train_step",
         "--worker",
         integration,
         "--base",

@@ -333,27 +333,31 @@ def compute_stats(data_dir: str | os.PathLike, top_words: int = TOP_WORDS, num_t
 
 
 def write_plots(stats: dict, output_dir: str | os.PathLike) -> list[Path]:
-    """PNG plots of `stats` (headless Agg backend). Returns the files written."""
-    import matplotlib
+    """PNG plots of `stats`. Returns the files written.
 
-    matplotlib.use("Agg")  # headless: no display on servers/CI
-    import matplotlib.pyplot as plt
+    matplotlib's object API (Figure renders with Agg by itself): no pyplot state and no global backend switch, so
+    importing this module changes nothing for a caller that uses matplotlib interactively.
+    """
+    from matplotlib.figure import Figure
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     written = []
 
+    def subplots(figsize):
+        fig = Figure(figsize=figsize)
+        return fig, fig.add_subplot()
+
     def save(fig, name: str):
         fig.tight_layout()
         path = output_dir / name
         fig.savefig(path, dpi=100)
-        plt.close(fig)
         written.append(path)
 
     # images per split, stacked by source
     splits = list(stats["counts"]["by_split_source"])
     sources = list(stats["counts"]["by_source"])
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     bottom = [0] * len(splits)
     for source in sources:
         values = [stats["counts"]["by_split_source"][split].get(source, 0) for split in splits]
@@ -364,7 +368,7 @@ def write_plots(stats: dict, output_dir: str | os.PathLike) -> list[Path]:
     ax.legend()
     save(fig, "split_source_counts.png")
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     histogram = stats["caption_length"]["histogram"]
     ax.bar(histogram["lengths"], histogram["counts"], width=0.9)
     ax.set_xlabel("caption length (words)")
@@ -373,14 +377,14 @@ def write_plots(stats: dict, output_dir: str | os.PathLike) -> list[Path]:
     save(fig, "caption_length_hist.png")
 
     top = stats["vocabulary"]["top_words"][:20][::-1]
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = subplots(figsize=(6, 6))
     ax.barh([word for word, _ in top], [count for _, count in top])
     ax.set_xlabel("occurrences")
     ax.set_title(f"Top words (vocabulary {stats['vocabulary']['size']})")
     save(fig, "top_words.png")
 
     names = list(stats["categories"])
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     ax.bar(names, [100 * stats["categories"][name]["image_fraction"] for name in names])
     ax.set_ylabel("% of images")
     ax.set_title("Content-category coverage (any caption mentions a keyword)")

@@ -1,7 +1,7 @@
 """Write a random TSN-PaliGemma (model + processor) built from scratch, offline, in seconds.
 
-    python scripts/make_tiny_checkpoint.py OUT_DIR [--integration enhanced] [--text_model gemma] [--backbone resnet18]
-    python scripts/make_tiny_checkpoint.py outputs/rsicd-mini-base --preset rsicd-mini \
+    python -m scripts.make_tiny_checkpoint OUT_DIR [--integration enhanced] [--text_model gemma] [--backbone resnet18]
+    python -m scripts.make_tiny_checkpoint outputs/rsicd-mini-base --preset rsicd-mini \
         --captions_csv data/rsicd/captions.csv --captions_split train
 
 Presets: `tiny` (64 wide, 2 layers, 64 px: tests and fast checks) and `rsicd-mini` (256 wide, 4 layers each, 128 px,
@@ -23,13 +23,11 @@ import sentencepiece
 import torch
 from transformers import GemmaTokenizer, HfArgumentParser, PaliGemmaProcessor, SiglipImageProcessor
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a file: the model modules live at the repo root
-    sys.path.insert(0, str(REPO_ROOT))
+from configuration_tsn_paligemma import TSNPaliGemmaConfig
+from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
+from processing import processor_for_config
 
-from configuration_tsn_paligemma import TSNPaliGemmaConfig  # noqa: E402
-from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration  # noqa: E402
-from processing import processor_for_config  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_CAPTIONS = REPO_ROOT / "dataset_builder" / "sample" / "captions.csv"
 
