@@ -67,34 +67,42 @@ REAL_SIZES = {
 }
 
 
-def forward_flops(size: dict, integration: str, text_tokens: int, **tsn_options) -> int:
+def meta_config(size: dict, integration: str, **tsn_options) -> TSNPaliGemmaConfig:
     config = TSNPaliGemmaConfig(**size, tsn_integration=integration, tsn_pretrained_backbone=False, **tsn_options)
     # Eager attention: counted as its matmuls (Gemma 2 has no SDPA path because of logit soft-capping).
     config.text_config._attn_implementation = "eager"
     config.vision_config._attn_implementation = "eager"
+    return config
+
+
+def meta_hidden_states(model, config, pixel_values: torch.Tensor, text_ids: torch.Tensor) -> torch.Tensor:
+    """The language model's last hidden states (B, L, D) for meta inputs: the pieces of `forward` one by one, since
+    meta tensors carry no values (the id-based image mask and the mask builders need them). `model` is the task
+    model (not PEFT-wrapped)."""
+    batch, seq = text_ids.shape[0], config.image_seq_length + text_ids.shape[1]
+    image_tokens = model.model.get_image_features(pixel_values).pooler_output  # (B, image_seq_length, D)
+    embeds = model.model.get_input_embeddings()(text_ids)  # (B, T, D)
+    inputs_embeds = torch.cat([image_tokens.to(embeds.dtype), embeds], dim=1)  # (B, L, D)
+    mask = torch.zeros(batch, 1, seq, seq, device="meta")  # a ready 4-D mask (values irrelevant for counting)
+    gemma2 = config.text_config.model_type != "gemma"
+    return model.model.language_model(
+        inputs_embeds=inputs_embeds,
+        attention_mask={"full_attention": mask, "sliding_attention": mask} if gemma2 else mask,
+        position_ids=torch.arange(1, seq + 1, device="meta")[None],
+        use_cache=False,
+    ).last_hidden_state
+
+
+def forward_flops(size: dict, integration: str, text_tokens: int, **tsn_options) -> int:
+    config = meta_config(size, integration, **tsn_options)
     with torch.device("meta"):
         model = TSNPaliGemmaForConditionalGeneration(config).eval()
         image_size = config.vision_config.image_size
         pixel_values = torch.zeros(1, 3, image_size, image_size)
-        seq = config.image_seq_length + text_tokens
-        input_ids = torch.zeros(1, seq, dtype=torch.long)
-    # Meta tensors carry no values: compute the image tokens and place them without the id-based mask.
+        text_ids = torch.zeros(1, text_tokens, dtype=torch.long)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        image_tokens = model.model.get_image_features(pixel_values).pooler_output  # (1, image_seq_length, D)
-        embeds = model.model.get_input_embeddings()(input_ids[:, config.image_seq_length :])
-        inputs_embeds = torch.cat([image_tokens.to(embeds.dtype), embeds], dim=1)
-        # A ready 4-D mask per layer type (values irrelevant for counting): mask builders call .item().
-        mask = torch.zeros(1, 1, seq, seq, device="meta")
-        hidden = model.model.language_model(
-            inputs_embeds=inputs_embeds,
-            attention_mask=mask
-            if config.text_config.model_type == "gemma"
-            else {"full_attention": mask, "sliding_attention": mask},
-            position_ids=torch.arange(1, seq + 1, device="meta")[None],
-            use_cache=False,
-        ).last_hidden_state
-        model.lm_head(hidden)
+        model.lm_head(meta_hidden_states(model, config, pixel_values, text_ids))
     return counter.get_total_flops()
 
 

@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.flops import REAL_SIZES
-from configuration_tsn_paligemma import TSNPaliGemmaConfig
+from bench.flops import REAL_SIZES, meta_config, meta_hidden_states
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 from qlora import apply_lora
 
@@ -29,10 +28,7 @@ PREFIX_TEXT_TOKENS = 6  # bos + 4 prompt tokens + "\n"
 
 def meta_training_model(size: dict):
     """The enhanced model at `size` on the meta device, LoRA-wrapped, decoder layers checkpointed, in train mode."""
-    config = TSNPaliGemmaConfig(**size, tsn_integration="enhanced", tsn_pretrained_backbone=False)
-    # Eager attention: counted as its matmuls (Gemma 2 has no SDPA path because of logit soft-capping).
-    config.text_config._attn_implementation = "eager"
-    config.vision_config._attn_implementation = "eager"
+    config = meta_config(size, "enhanced")
     with torch.device("meta"):
         model = TSNPaliGemmaForConditionalGeneration(config)
     model = apply_lora(model, r=32, alpha=64, dropout=0.0, quantized=False, gradient_checkpointing=True)
@@ -40,8 +36,7 @@ def meta_training_model(size: dict):
 
 
 def step_flops(model, config, batch_size: int, caption_tokens: int, lean: bool) -> int:
-    """forward + backward FLOPs of one step. The pieces of `forward` are called one by one: meta tensors carry no
-    values, and the mask builders and the boolean selection need them."""
+    """forward + backward FLOPs of one step (the forward's pieces one by one: see `bench.flops.meta_hidden_states`)."""
     inner = model.get_base_model()
     image_size = config.vision_config.image_size
     seq = config.image_seq_length + PREFIX_TEXT_TOKENS + caption_tokens + 1
@@ -50,28 +45,13 @@ def step_flops(model, config, batch_size: int, caption_tokens: int, lean: bool) 
         pixel_values = torch.zeros(batch_size, 3, image_size, image_size)
         text_ids = torch.zeros(batch_size, seq - config.image_seq_length, dtype=torch.long)
         targets = torch.zeros(batch_size, caption_tokens + 1, dtype=torch.long)  # caption + eos
-        mask = torch.zeros(batch_size, 1, seq, seq)
     counter = FlopCounterMode(display=False)
     with counter:
-        image_tokens = inner.model.get_image_features(pixel_values).pooler_output  # (B, N, D)
-        embeds = inner.model.get_input_embeddings()(text_ids)
-        inputs_embeds = torch.cat([image_tokens.to(embeds.dtype), embeds], dim=1)  # (B, L, D)
-        hidden = inner.model.language_model(
-            inputs_embeds=inputs_embeds,
-            attention_mask=mask
-            if config.text_config.model_type == "gemma"
-            else {"full_attention": mask, "sliding_attention": mask},
-            position_ids=torch.arange(1, seq + 1, device="meta")[None],
-            use_cache=False,
-        ).last_hidden_state
+        hidden = meta_hidden_states(inner, config, pixel_values, text_ids)  # (B, L, D)
         # Positions first_target - 1 .. seq - 2 predict the caption and eos.
-        read = hidden[:, first_target - 1 : seq - 1] if lean else hidden
-        logits = inner.lm_head(read)
-        if lean:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
-        else:
-            shifted = logits[:, first_target - 1 : seq - 1].reshape(-1, logits.shape[-1]).float()
-            loss = F.cross_entropy(shifted, targets.reshape(-1))  # the full path computes all, reads these
+        logits = inner.lm_head(hidden[:, first_target - 1 : seq - 1] if lean else hidden)
+        read = logits if lean else logits[:, first_target - 1 : seq - 1]  # the full path computes all, reads these
+        loss = F.cross_entropy(read.reshape(-1, read.shape[-1]).float(), targets.reshape(-1))
         loss.backward()
     return counter.get_total_flops()
 

@@ -97,3 +97,28 @@ def hub(online, monkeypatch):
     with FakeHub() as fake:
         monkeypatch.setattr(constants, "ENDPOINT", fake.url)
         yield fake
+
+
+def load_as_hub_code_in_a_fresh_process(cases: dict, work: Path, cwd: Path) -> dict:
+    """tests/hub_load_worker.py in a fresh process (cwd `cwd` outside the repo, the repo's model files unimportable):
+    every case's folder loaded as Hub custom code; returns the worker's results by case name."""
+    import subprocess
+    import sys
+
+    import torch
+
+    job, result_file = work / "job.pt", work / "result.pt"
+    torch.save({"repo_root": str(REPO_ROOT), "cases": cases}, job)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["HF_MODULES_CACHE"] = str(work / "modules-cache")
+    worker = str(REPO_ROOT / "tests" / "hub_load_worker.py")
+    completed = subprocess.run(
+        [sys.executable, "-I", worker, str(job), str(result_file)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return torch.load(result_file, weights_only=False)

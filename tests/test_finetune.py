@@ -327,3 +327,11 @@ def test_rsicd_mini_recipe_and_its_direct_twin_differ_only_in_the_integration(ti
     ):
         assert getattr(enhanced.training, name) == getattr(direct.training, name), name
     assert enhanced.data == direct.data and enhanced.generation == direct.generation
+
+
+def test_rsicd_mini_heal_recipe_trains_every_weight_briefly(tiny_checkpoint):
+    path = str(REPO_ROOT / "configs" / "rsicd_mini_heal.yaml")
+    args = parse_finetune_args([path, "--dataset_dir", SAMPLE, "--model_name_or_path", str(tiny_checkpoint())])
+    assert (args.model.train_strategy, args.model.quantization) == ("full", "none")
+    assert args.training.num_train_epochs == 1 and args.training.learning_rate == 2e-4
+    assert args.training.eval_strategy == "no" and args.data.augment

@@ -46,6 +46,21 @@ def check(completed: subprocess.CompletedProcess) -> subprocess.CompletedProcess
     return completed
 
 
+def reproduce_in_a_fresh_process(model_dir: Path, output_dir: Path, tmp_path: Path) -> dict:
+    """finetune_reproduce_worker.py on `model_dir` (outside the repo, as Hub code): its module name and captions of the
+    first 8 test images of `output_dir`'s predictions.jsonl."""
+    out = tmp_path / "reproduced.json"
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
+    worker = str(REPO_ROOT / "tests" / "finetune_reproduce_worker.py")
+    arguments = [str(model_dir), str(SAMPLE / "resized"), str(output_dir / "predictions.jsonl"), "8", str(out)]
+    completed = subprocess.run(
+        [sys.executable, "-I", worker, *arguments], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
 @pytest.fixture(scope="module")
 def tiny_base(tiny_checkpoint) -> str:
     return str(tiny_checkpoint())
@@ -101,28 +116,7 @@ def test_demo_learns_and_writes_every_output(demo_run):
 
 def test_merged_model_reproduces_the_saved_predictions_in_a_fresh_process(demo_run, tmp_path):
     output_dir, _ = demo_run
-    out = tmp_path / "reproduced.json"
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            str(REPO_ROOT / "tests" / "finetune_reproduce_worker.py"),
-            str(output_dir / "merged"),
-            str(SAMPLE / "resized"),
-            str(output_dir / "predictions.jsonl"),
-            "8",
-            str(out),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    reproduced = json.loads(out.read_text())
+    reproduced = reproduce_in_a_fresh_process(output_dir / "merged", output_dir, tmp_path)
     assert reproduced["module"].startswith("transformers_modules.")
     saved = [json.loads(line)["prediction"] for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
     assert [postprocess_caption(text, "caption en") for text in reproduced["texts"]] == saved
@@ -310,26 +304,6 @@ def test_demo_output_publishes_a_model_that_loads_and_reproduces_its_predictions
     } == expected
     assert card.data.pipeline_tag == "image-text-to-text" and "remote-sensing" in card.data.tags
 
-    out = tmp_path / "reproduced.json"
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            str(REPO_ROOT / "tests" / "finetune_reproduce_worker.py"),
-            str(export),
-            str(SAMPLE / "resized"),
-            str(output_dir / "predictions.jsonl"),
-            "8",
-            str(out),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
+    reproduced = reproduce_in_a_fresh_process(export, output_dir, tmp_path)
     saved = [json.loads(line)["prediction"] for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
-    assert [postprocess_caption(text, "caption en") for text in json.loads(out.read_text())["texts"]] == saved
+    assert [postprocess_caption(text, "caption en") for text in reproduced["texts"]] == saved

@@ -2,13 +2,11 @@
 AutoModel / AutoModelForImageTextToText / AutoModelForCausalLM / AutoProcessor, giving the in-memory model's
 logits (max abs diff 0 in fp32) and tokens, and a caption through `pipeline("image-text-to-text")`."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_as_hub_code_in_a_fresh_process
 from PIL import Image
 
 from scripts.make_tiny_checkpoint import TinyCheckpointArguments, build_tiny_model
@@ -51,21 +49,8 @@ def fresh_process_results(tmp_path_factory, sample_image_paths):
             "inputs": dict(inputs),
             "max_new_tokens": MAX_NEW_TOKENS,
         }
-    job, result_file = work / "job.pt", work / "result.pt"
-    torch.save({"repo_root": str(REPO_ROOT), "cases": cases}, job)
     outside = tmp_path_factory.mktemp("elsewhere")  # cwd outside the repo
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env["HF_MODULES_CACHE"] = str(work / "modules-cache")
-    completed = subprocess.run(
-        [sys.executable, "-I", str(REPO_ROOT / "tests" / "hub_load_worker.py"), str(job), str(result_file)],
-        cwd=outside,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    return expected, torch.load(result_file, weights_only=False)
+    return expected, load_as_hub_code_in_a_fresh_process(cases, work, cwd=outside)
 
 
 @pytest.mark.parametrize("integration,text_model", CASES)

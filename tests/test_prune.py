@@ -2,13 +2,11 @@
 loads as Hub code in a fresh process (same logits and tokens), and a wrong k fails with a clear error."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_as_hub_code_in_a_fresh_process
 from safetensors.torch import load_file
 
 import prune
@@ -153,20 +151,7 @@ def test_pruned_checkpoint_keeps_exactly_the_layers_and_loads_as_hub_code(tiny_g
         "inputs": inputs,
         "max_new_tokens": 5,
     }
-    job, result_file = tmp_path / "job.pt", tmp_path / "result.pt"
-    torch.save({"repo_root": str(REPO_ROOT), "cases": {"pruned": case}}, job)
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env["HF_MODULES_CACHE"] = str(tmp_path / "modules-cache")
-    completed = subprocess.run(
-        [sys.executable, "-I", str(REPO_ROOT / "tests" / "hub_load_worker.py"), str(job), str(result_file)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    got = torch.load(result_file, weights_only=False)["pruned"]
+    got = load_as_hub_code_in_a_fresh_process({"pruned": case}, tmp_path, cwd=tmp_path)["pruned"]
     assert (got["logits"]["AutoModel"] - logits).abs().max().item() == 0.0
     assert torch.equal(got["generated"]["AutoModelForImageTextToText"], generated)
     assert generated.shape[1] == inputs["input_ids"].shape[1] + 5
