@@ -61,9 +61,10 @@ def best_config(args, params: dict, output_dir: Path, base_crop_size: int | None
     )
 
 
-def run_search(args, splits, quantization: str, build_trainer) -> dict:
+def run_search(args, splits, quantization: str) -> dict:
     """Run `args.run.hpo_trials` trials, write output_dir/best_config.yaml, return the best run."""
-    from finetuning.model_setup import load_processor, load_training_model, unwrapped_model
+    from .model_setup import load_processor, load_training_model, unwrapped_model
+    from .trainer import build_trainer
 
     strategy = resolve_strategy(args.model.train_strategy, quantization)
     training = dataclasses.replace(

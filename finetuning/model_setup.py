@@ -5,6 +5,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from transformers import AutoProcessor
@@ -13,7 +14,7 @@ from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 from processing import processor_for_config
 from qlora import apply_lora, quantization_config
 
-from .arguments import on_cuda
+from .arguments import on_cuda, resolve_quantization, resolve_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -117,3 +118,59 @@ def merge_adapter(model_args, tsn_options: dict, adapter_dir: str | Path, dtype:
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.config.tsn_pretrained_backbone = False
     return merged.eval()
+
+
+class TrainingPlan(NamedTuple):
+    """What trains and on which base, resolved from `train_strategy` and `quantization` (never "auto")."""
+
+    quantization: str
+    strategy: str
+
+
+def plan_training(args) -> TrainingPlan:
+    quantization = resolve_quantization(args.model.quantization, on_cuda(args.training), args.model.train_strategy)
+    return TrainingPlan(quantization, resolve_strategy(args.model.train_strategy, quantization))
+
+
+def tsn_settings(config) -> dict:
+    """Every tsn_* option of a model config: rebuilding from the base with these gives the same architecture."""
+    return {key: value for key, value in config.to_dict().items() if key.startswith("tsn_")}
+
+
+def prepare_training_model(args, plan: TrainingPlan):
+    """(the model the Trainer trains, its processor, the run summary so far)."""
+    training = args.training
+    model = load_training_model(args.model, args.tsn.overrides(), training, plan.quantization, plan.strategy)
+    config = unwrapped_model(model).config
+    total, trainable = count_parameters(model)
+    summary = {
+        "train_strategy": plan.strategy,
+        "quantization": plan.quantization,
+        "total_parameters": total,
+        "trainable_parameters": trainable,
+        "integration": config.tsn_integration,
+        "world_size": training.world_size,
+    }
+    return model, load_processor(args.model, config), summary
+
+
+def save_trained_model(args, trainer, processor, plan: TrainingPlan, output_dir: Path) -> Path:
+    """merged/, the publishable full model (the best checkpoint's with load_best_model_at_end): for full / freeze
+    the trained model itself, for LoRA the adapter (also kept in adapter/) merged into a full-precision base."""
+    merged_dir, dtype = output_dir / "merged", merged_dtype(args.model, args.training)
+    trained = trainer.accelerator.unwrap_model(trainer.model)
+    lora = plan.strategy not in ("full", "freeze")
+    if lora:
+        trainer.save_model(str(output_dir / "adapter"))
+    if trainer.is_world_process_zero():
+        if lora:
+            trained.get_base_model().config.save_pretrained(output_dir / "adapter")
+            tsn_options = tsn_settings(trained.get_base_model().config)
+            model = merge_adapter(args.model, tsn_options, output_dir / "adapter", dtype)
+        else:
+            model = trained.to(dtype)
+        model.generation_config = trainer.caption_generation_config
+        model.save_pretrained(merged_dir)
+        processor.save_pretrained(merged_dir)
+    trainer.accelerator.wait_for_everyone()
+    return merged_dir

@@ -74,3 +74,43 @@ def summary_table(output_dir: str | Path, summary: dict) -> str:
 
 def _number(value) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def write_run_config(args, plan, summary: dict, model_config) -> None:
+    """output_dir/finetune_config.yaml: the resolved arguments (finetune.py accepts the file back as is), the TSN
+    settings the model actually got, and a first comment line with the strategy and the trainable count."""
+    from .arguments import resolved_config, write_config
+    from .model_setup import tsn_settings
+
+    training = args.training
+    if training.process_index != 0:
+        return
+    output_dir = Path(training.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    values = resolved_config(
+        args,
+        train_strategy=plan.strategy,
+        quantization=plan.quantization,
+        activation_checkpointing=bool(training.activation_checkpointing),
+        **tsn_settings(model_config),
+    )
+    total, trainable = summary["total_parameters"], summary["trainable_parameters"]
+    header = f"train_strategy {plan.strategy}: {trainable:,} of {total:,} parameters train"
+    write_config(values, output_dir / "finetune_config.yaml", header=header)
+
+
+def publish_outputs(output_dir: Path, training, token: str | None) -> bool:
+    """Publish the merged model with push_to_hub.py's `publish`; a failure keeps the outputs and says how to retry."""
+    from push_to_hub import PushToHubError, publish
+
+    try:
+        publish(output_dir, repo_id=training.hub_model_id, token=token, private=bool(training.hub_private_repo))
+    except PushToHubError as error:
+        logger.error(
+            "%s\nThe outputs are kept; retry with: python push_to_hub.py %s --repo_id %s",
+            error,
+            output_dir,
+            training.hub_model_id,
+        )
+        return False
+    return True

@@ -181,3 +181,39 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
             results[split]["step"] = self.state.global_step
         results_path.write_text(json.dumps(results, indent=2) + "\n")
         self.scorer.last_result = None
+
+
+def caption_generation_config(model, generation_args) -> GenerationConfig:
+    """The evaluation's (and the published model's) decoding: the model's own config with the run's settings."""
+    config = GenerationConfig.from_dict(model.generation_config.to_dict())
+    config.update(
+        do_sample=False,
+        num_beams=generation_args.num_beams,
+        max_new_tokens=generation_args.max_new_tokens,
+        min_new_tokens=generation_args.min_new_tokens,
+        length_penalty=generation_args.length_penalty,
+        no_repeat_ngram_size=generation_args.no_repeat_ngram_size,
+        max_length=None,
+    )
+    return config
+
+
+def build_trainer(args, model, processor, splits, callbacks=None, model_init=None) -> TSNPaliGemmaTrainer:
+    """The trainer of a run: collators from the data arguments, evaluation decoding from the generation ones."""
+    from .data import CaptionCollator
+
+    data = args.data
+    return TSNPaliGemmaTrainer(
+        model=None if model_init else model,
+        model_init=model_init,
+        args=args.training,
+        train_dataset=splits["train"],
+        eval_dataset=splits["val"],
+        data_collator=CaptionCollator.build(
+            processor, data.prompt, data.caption_choice, data.max_length, data.augment
+        ),
+        processing_class=processor,
+        caption_generation_config=caption_generation_config(model, args.generation),
+        scorer=CaptionScorer(processor, data.prompt),
+        callbacks=callbacks,
+    )

@@ -13,7 +13,7 @@ from dataset_builder import load_risc
 from finetuning.arguments import ConfigError, parse_finetune_args, resolved_config, write_config
 from finetuning.data import CaptionCollator
 from finetuning.outputs import last_complete_checkpoint
-from finetuning.trainer import CaptionScorer, causal_lm_loss
+from finetuning.trainer import CaptionScorer, build_trainer, causal_lm_loss
 from metrics import caption_metrics, flatten_metrics
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 
@@ -212,7 +212,7 @@ def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eva
         ]
     )
     splits = {"train": None, "val": eval_rows}
-    trainer = finetune.build_trainer(args, model, processor, splits)
+    trainer = build_trainer(args, model, processor, splits)
     collator = trainer.data_collator
     batch = collator(eval_rows)
     captured = {}

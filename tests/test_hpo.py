@@ -5,6 +5,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import finetuning.model_setup as model_setup
+import finetuning.trainer as trainer_module
 from finetuning.arguments import parse_finetune_args
 from finetuning.hpo import run_search
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
@@ -51,6 +52,9 @@ def test_every_trial_model_is_built_with_gradient_checkpointing(tiny_checkpoint,
             return True
 
     monkeypatch.setattr(model_setup, "load_training_model", record)
+    monkeypatch.setattr(
+        trainer_module, "build_trainer", lambda *a, model_init=None, **k: SearchOnlyTrainer(model_init)
+    )
     argv = [
         DEMO,
         "--model_name_or_path",
@@ -68,9 +72,7 @@ def test_every_trial_model_is_built_with_gradient_checkpointing(tiny_checkpoint,
     ]
     args = parse_finetune_args(argv)
     assert args.training.activation_checkpointing
-    result = run_search(
-        args, {"train": None, "val": None}, "none", lambda *a, model_init=None, **k: SearchOnlyTrainer(model_init)
-    )
+    result = run_search(args, {"train": None, "val": None}, "none")
     assert built == [True] * 4  # the first model, then one per trial
     assert result["best_run"] == "0" and (tmp_path / "best_config.yaml").is_file()
     assert "activation_checkpointing: true" in (tmp_path / "best_config.yaml").read_text()

@@ -7,11 +7,10 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
-import finetune
 from dataset_builder import load_risc
 from finetuning.arguments import parse_finetune_args
 from finetuning.data import CaptionCollator
-from finetuning.trainer import caption_positions, causal_lm_loss
+from finetuning.trainer import build_trainer, caption_positions, causal_lm_loss
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -81,7 +80,7 @@ def test_the_trainer_loss_runs_the_head_on_caption_positions_only(tiny_checkpoin
             "false",
         ]
     )
-    trainer = finetune.build_trainer(args, model, processor, {"train": None, "val": None})
+    trainer = build_trainer(args, model, processor, {"train": None, "val": None})
     batch = CaptionCollator.build(processor, "caption en", "first", None).train_collator(rows)
     head_inputs = []
     hook = model.lm_head.register_forward_hook(lambda module, inputs, output: head_inputs.append(inputs[0].shape))
