@@ -22,7 +22,8 @@ from transformers import PaliGemmaProcessor
 
 DEFAULT_PROMPT = "caption en"
 IMAGE_TOKEN = "<image>"
-CAPTION_CHOICES = ("random", "first")
+# "all" makes one row per caption before batching (finetuning.data); a collator then sees "first"-like rows.
+CAPTION_CHOICES = ("random", "all", "first")
 # The 8 symmetries of the square (identity, 3 rotations, 4 flips): an aerial image has no canonical orientation.
 DIHEDRAL_TRANSFORMS = (None, *Image.Transpose)
 
@@ -74,8 +75,8 @@ class TSNPaliGemmaTrainCollator:
     augment: bool = False
 
     def __post_init__(self):
-        if self.caption_choice not in CAPTION_CHOICES:
-            raise ValueError(f"caption_choice={self.caption_choice!r} is invalid; use one of {list(CAPTION_CHOICES)}.")
+        if self.caption_choice not in ("random", "first"):  # "all" rows arrive expanded, each with its `caption`
+            raise ValueError(f"caption_choice={self.caption_choice!r} is invalid here; use 'random' or 'first'.")
 
     def _text_kwargs(self) -> dict:
         if self.max_length is None:

@@ -9,8 +9,6 @@ overrides, checked before anything heavy is loaded.
 """
 
 import enum
-import importlib
-import importlib.util
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -20,11 +18,14 @@ from typing import NamedTuple
 import yaml
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
-from qlora import QUANTIZATION_CHOICES
-
-CAPTION_CHOICES = ("random", "all", "first")
-TRAIN_STRATEGIES = ("qlora", "lora", "full", "freeze")
-SCALE_PATTERN = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
+from .checks import (  # noqa: F401 (re-exported: the argument helpers in one place)
+    ConfigError,
+    check_arguments,
+    on_cuda,
+    parse_scales,
+    resolve_quantization,
+    resolve_strategy,
+)
 
 
 @dataclass
@@ -174,27 +175,8 @@ class FinetuneArguments(NamedTuple):
 DATACLASSES = (ModelArguments, TSNArguments, DataArguments, GenerationArguments, RunArguments, TSNTrainingArguments)
 
 
-class ConfigError(ValueError):
-    """A bad argument or config file; raised before any model or data is loaded."""
-
-
-def parse_scales(text: str) -> list[list[int]]:
-    """'1x1,2x2' -> [[1, 1], [2, 2]].
-
-    >>> parse_scales("1x1, 2x2")
-    [[1, 1], [2, 2]]
-    """
-    scales = []
-    for part in str(text).split(","):
-        match = SCALE_PATTERN.match(part)
-        if not match:
-            raise ConfigError(f"tsn_segment_scales={text!r} is invalid: {part!r} is not ROWSxCOLS. Fix: '1x1,2x2'.")
-        scales.append([int(match.group(1)), int(match.group(2))])
-    return scales
-
-
-def yaml_to_argv(path: str | os.PathLike) -> list[str]:
-    """A YAML mapping as `--key value` arguments, so the YAML and the CLI go through one argparse parser."""
+def read_config_file(path: str | os.PathLike) -> dict:
+    """The YAML mapping of argument names to values (None and empty lists dropped: the defaults stay)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Config file {str(path)!r} does not exist. Fix: pass a YAML file, e.g. configs/demo.yaml.")
@@ -204,26 +186,32 @@ def yaml_to_argv(path: str | os.PathLike) -> list[str]:
         raise ConfigError(f"Config file {str(path)!r} is not valid YAML: {error}") from error
     if not isinstance(values, dict):
         raise ConfigError(f"Config file {str(path)!r} must be a mapping of argument names to values.")
-    argv = []
+    config = {}
     for key, value in values.items():
-        if value is None:
-            continue
         if isinstance(value, dict):
             raise ConfigError(f"{path}: {key!r} is a mapping; give it as a JSON string instead.")
-        items = value if isinstance(value, list) else [value]
-        if not items:  # e.g. report_to: [] (what "none" parses to): leave the default
+        if value is None or value == []:  # e.g. report_to: [] (what "none" parses to): leave the default
             continue
         if key == "tsn_segment_scales" and isinstance(value, list):  # [[1, 1], [2, 2]] is accepted too
-            items = [",".join(f"{rows}x{cols}" for rows, cols in value)]
-        argv += [f"--{key}", *(str(item).lower() if isinstance(item, bool) else str(item) for item in items)]
-    return argv
+            value = ",".join(f"{rows}x{cols}" for rows, cols in value)
+        config[key] = value
+    return config
 
 
 def parse_finetune_args(argv: list[str]) -> FinetuneArguments:
-    """`CONFIG.yaml [--key value ...]`: the YAML first, then the overrides (the last value of a key wins)."""
+    """`CONFIG.yaml [--key value ...]` through ONE HfArgumentParser: the YAML sets the parser's defaults (its keys
+    must be arguments: typos are rejected, as on the command line), the `--key value` overrides win."""
     parser = HfArgumentParser(DATACLASSES, allow_abbrev=False)  # a typo must not silently match another name
-    if argv and argv[0].endswith((".yaml", ".yml")):
-        argv = yaml_to_argv(argv[0]) + list(argv[1:])
+    config = {}
+    if argv and str(argv[0]).endswith((".yaml", ".yml")):
+        config, argv = read_config_file(argv[0]), list(argv[1:])
+        actions = {action.dest: action for action in parser._actions}
+        unknown = [key for key in config if key not in actions]
+        if unknown:
+            raise ConfigError(f"{unknown} in the config file are not arguments. Fix: check the spelling (--help).")
+        for key in config:
+            actions[key].required = False  # the file gives it
+        parser.set_defaults(**config)
     try:
         *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     except SystemExit as error:  # argparse already printed which argument is wrong
@@ -232,170 +220,10 @@ def parse_finetune_args(argv: list[str]) -> FinetuneArguments:
         raise ConfigError(f"Invalid training arguments: {error}") from error
     if unknown:
         raise ConfigError(f"Unknown arguments {unknown}. Fix: remove them or check the spelling (--help lists all).")
-    explicit = tuple(dict.fromkeys(token[2:].split("=")[0] for token in argv if token.startswith("--")))
-    args = FinetuneArguments(*parsed, explicit=explicit)
+    cli = [token[2:].split("=")[0] for token in argv if token.startswith("--")]
+    args = FinetuneArguments(*parsed, explicit=tuple(dict.fromkeys([*config, *cli])))
     check_arguments(args)
     return args
-
-
-def bitsandbytes_available() -> bool:
-    try:
-        importlib.import_module("bitsandbytes")
-    except ImportError:
-        return False
-    return True
-
-
-def resolve_quantization(quantization: str, cuda: bool, train_strategy: str = "auto") -> str:
-    """`auto`: 4-bit for qlora (and for `auto` strategy on a GPU), none otherwise; anything else as given."""
-    if quantization == "auto":
-        return "4bit" if train_strategy == "qlora" or (train_strategy == "auto" and cuda) else "none"
-    return quantization
-
-
-def resolve_strategy(train_strategy: str, quantization: str) -> str:
-    """`auto`: qlora on a quantized base, lora on a full-precision one; anything else as given."""
-    if train_strategy == "auto":
-        return "lora" if quantization == "none" else "qlora"
-    return train_strategy
-
-
-def check_strategy(model_args, quantization: str) -> None:
-    """Contradictory strategy / quantization pairs, and a freeze regex that does not compile."""
-    strategy = model_args.train_strategy
-    if strategy not in (*TRAIN_STRATEGIES, "auto"):
-        raise ConfigError(f"train_strategy={strategy!r} is invalid. Fix: use auto, {', '.join(TRAIN_STRATEGIES)}.")
-    if strategy in ("lora", "full", "freeze") and quantization != "none":
-        raise ConfigError(
-            f"train_strategy={strategy!r} contradicts quantization={quantization!r}: only qlora trains on a quantized "
-            f"base. Fix: --quantization none (or auto), or --train_strategy qlora."
-        )
-    if strategy == "qlora" and quantization == "none":
-        raise ConfigError(
-            "train_strategy='qlora' contradicts quantization='none': QLoRA needs a 4-bit (or 8-bit) base. "
-            "Fix: --quantization 4bit (or auto), or --train_strategy lora."
-        )
-    if strategy == "freeze":
-        try:
-            re.compile(model_args.trainable_modules)
-        except re.error as error:
-            raise ConfigError(
-                f"trainable_modules={model_args.trainable_modules!r} is not a valid regex ({error}). "
-                "Fix: e.g. --trainable_modules self_attn"
-            ) from error
-
-
-def check_arguments(args: FinetuneArguments) -> None:
-    """Everything that can be checked without loading a model; each error says which argument and how to fix it."""
-    from configuration_tsn_paligemma import TSNPaliGemmaConfig
-
-    if args.model.quantization not in (*QUANTIZATION_CHOICES, "auto"):
-        raise ConfigError(f"quantization={args.model.quantization!r} is invalid. Fix: use auto, 4bit, 8bit or none.")
-    if args.model.merged_dtype not in ("auto", "float32", "bfloat16"):
-        raise ConfigError(f"merged_dtype={args.model.merged_dtype!r} is invalid. Fix: use auto, float32 or bfloat16.")
-    if args.data.caption_choice not in CAPTION_CHOICES:
-        raise ConfigError(f"caption_choice={args.data.caption_choice!r} is invalid. Fix: use {CAPTION_CHOICES}.")
-    try:  # the config class validates every TSN field (names the field and the fix)
-        TSNPaliGemmaConfig(**args.tsn.overrides())
-    except ValueError as error:
-        raise ConfigError(str(error)) from error
-    for item in args.run.hpo_scales.split(";"):
-        parse_scales(item)
-    training = args.training
-    data_dir = Path(args.data.dataset_dir)
-    if training.do_train or training.do_eval or training.do_predict or args.run.hpo_trials:
-        if not data_dir.is_dir():
-            raise ConfigError(
-                f"dataset_dir={str(data_dir)!r} does not exist. Fix: point --dataset_dir at a RISC folder "
-                "(captions.csv + resized/), e.g. dataset_builder/sample."
-            )
-        if not (data_dir / "captions.csv").is_file():
-            raise ConfigError(
-                f"dataset_dir={str(data_dir)!r} has no captions.csv. Fix: use a RISC folder, or convert your data "
-                "with `python -m dataset_builder import ...` (docs/dataset.md)."
-            )
-    check_model_path(args.model)
-    check_report_to(training)
-    quantization = resolve_quantization(args.model.quantization, on_cuda(training), args.model.train_strategy)
-    check_strategy(args.model, quantization)
-    if quantization in ("4bit", "8bit") and not bitsandbytes_available():
-        raise ConfigError(
-            f"quantization={quantization!r} needs bitsandbytes, which is not installed. Fix: pip install "
-            "bitsandbytes, or run with --quantization none."
-        )
-    if training.push_to_hub:
-        check_hub_token(training)
-    if args.run.hpo_trials and not training.do_train:
-        raise ConfigError("hpo_trials needs do_train. Fix: drop --do_train false or set --hpo_trials 0.")
-    if args.run.hpo_trials and importlib.util.find_spec("optuna") is None:
-        raise ConfigError("hpo_trials needs optuna. Fix: pip install -e '.[hpo]' (or pip install optuna).")
-
-
-def check_model_path(model_args: ModelArguments) -> None:
-    """A model that is neither an existing folder nor (plausibly) reachable on the Hub stops here, not in a traceback
-    about internet connections or repo id formats."""
-    name = model_args.model_name_or_path
-    if Path(name).exists():
-        return
-    # A Hub id is `owner/name`; anything else, or an `owner` that is a folder here (outputs/...), is a local path.
-    looks_local = (
-        Path(name).is_absolute()
-        or name.startswith((".", "~"))
-        or name.count("/") != 1
-        or Path(name.split("/")[0]).is_dir()
-    )
-    if looks_local:
-        raise ConfigError(
-            f"model_name_or_path={name!r}: the folder does not exist. Fix: create it (e.g. `python "
-            f"scripts/make_tiny_checkpoint.py {name}` for a random test model) or pass an existing folder or Hub id."
-        )
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    cached = try_to_load_from_cache(name, "config.json", revision=model_args.revision)
-    if constants.HF_HUB_OFFLINE and not isinstance(cached, str):
-        raise ConfigError(
-            f"model_name_or_path={name!r} is not a local folder, and as a Hub id it is not in the cache while "
-            "HF_HUB_OFFLINE=1. Fix: download it once online (unset HF_HUB_OFFLINE; `make` sets it), or pass a local "
-            "folder."
-        )
-
-
-# report_to integration -> the modules that provide it (any one will do)
-TRACKERS = {
-    "tensorboard": ("tensorboard", "tensorboardX"),
-    "wandb": ("wandb",),
-    "mlflow": ("mlflow",),
-    "comet_ml": ("comet_ml",),
-    "trackio": ("trackio",),
-}
-
-
-def check_report_to(training: TSNTrainingArguments) -> None:
-    """A tracker that is not installed would crash the run after the model is loaded; stop before instead."""
-    for tracker in training.report_to or []:
-        modules = TRACKERS.get(tracker)
-        if modules and not any(importlib.util.find_spec(module) for module in modules):
-            raise ConfigError(
-                f"report_to={tracker!r} needs the {modules[0]} package, which is not installed. Fix: pip install -e "
-                f"'.[tracking]' (or pip install {modules[0]}), or --report_to none."
-            )
-
-
-def on_cuda(training: TSNTrainingArguments) -> bool:
-    """Whether this run trains on a GPU: one is there and `use_cpu` is off."""
-    import torch
-
-    return torch.cuda.is_available() and not training.use_cpu
-
-
-def check_hub_token(training: TSNTrainingArguments) -> None:
-    """What publishing at the end needs (a valid repo id, online mode, a token), checked before training starts."""
-    from push_to_hub import PushToHubError, preflight
-
-    try:
-        preflight(training.hub_model_id, training.hub_token)
-    except PushToHubError as error:
-        raise ConfigError(f"push_to_hub is set, but: {error}") from error
 
 
 SECRET_ARGUMENT = re.compile(r"(?:^|_)(?:token|password|secret|api_key)$", re.IGNORECASE)  # not max_new_tokens
