@@ -32,7 +32,7 @@ def _renumber(layer: torch.nn.Module, index: int) -> None:
 def remove_layers(model, text: list[int] = (), vision: list[int] = ()):
     """Drop the given original layer indices of the language model and of SigLIP; returns the same model."""
     config = model.config
-    recorded = dict(config.pruned_layers or {})
+    recorded = dict(getattr(config, "pruned_layers", None) or {})  # configs saved before the field existed lack it
     for part, removed, part_config in (("text", text, config.text_config), ("vision", vision, config.vision_config)):
         if not removed:
             continue

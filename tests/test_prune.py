@@ -155,3 +155,24 @@ def test_pruned_checkpoint_keeps_exactly_the_layers_and_loads_as_hub_code(tiny_g
     assert (got["logits"]["AutoModel"] - logits).abs().max().item() == 0.0
     assert torch.equal(got["generated"]["AutoModelForImageTextToText"], generated)
     assert generated.shape[1] == inputs["input_ids"].shape[1] + 5
+
+
+def test_report_prunes_scores_and_heals_each_k(tiny_gemma2, tmp_path):
+    output_dir = tmp_path / "report"
+    heal = str(REPO_ROOT / "configs" / "rsicd_mini_heal.yaml")
+    argv = ["--model_name_or_path", str(tiny_gemma2), "--dataset_dir", SAMPLE, "--output_dir", str(output_dir),
+            "--report_k", "0,1", "--heal_config", heal, "--num_images", "4"]  # fmt: skip
+    assert prune.main(argv) == 0
+    report = json.loads((output_dir / "pruning_report.json").read_text())
+    rows = {row["k"]: row for row in report["rows"]}
+    assert sorted(rows) == [0, 1] and rows[0]["removed"] == [] and len(rows[1]["removed"]) == 1
+    assert (
+        rows[1]["parameters"] < rows[0]["parameters"] and rows[1]["gflops_per_caption"] < rows[0]["gflops_per_caption"]
+    )
+    assert "healed" not in rows[0] and set(rows[1]["healed"]) >= {"bleu_4", "meteor", "rouge_l", "cider"}
+    # The "before" scores are finetune.py's own zero-shot evaluation of the pruned folder.
+    before = json.loads((output_dir / "k1" / "before" / "eval_results.json").read_text())["test"]["overall"]
+    assert rows[1]["before"] == before
+    table = (output_dir / "pruning_report.md").read_text().splitlines()
+    assert len(table) == 4 and table[3].startswith("| 1 | " + str(rows[1]["removed"][0]))
+    assert (output_dir / "pruning_report.png").stat().st_size > 0
