@@ -33,9 +33,11 @@ demo: $(STAMP)
 	test -f outputs/tiny-base/config.json || $(PY) -m scripts.make_tiny_checkpoint outputs/tiny-base
 	$(PY) finetune.py configs/demo.yaml
 
-# The captioner in a web page at http://127.0.0.1:7860 (the shipped examples/rsicd-mini by default).
+# The captioner in a web page at http://127.0.0.1:7860: the demo's model unless APP_MODEL names another.
+APP_MODEL ?= outputs/demo/merged
 app: $(STAMP)
-	$(PY) app.py $(APP_ARGS)
+	test -f $(APP_MODEL)/config.json || $(MAKE) demo
+	$(PY) app.py --model $(APP_MODEL) $(APP_ARGS)
 
 bench: $(STAMP)
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(PY) -m bench.$$(basename $$script .py) || exit 1; done

@@ -4,8 +4,8 @@
 
 Drop or pick one or more aerial images (the bundled sample is offered as examples), set the prompt, beams and
 length, and read the caption under each image. `--compare_model` adds a second model beside the first (before/after
-fine-tuning, `enhanced` vs `direct`). Any model folder or Hub id works; the default is the small captioner shipped in
-`examples/rsicd-mini` (or, in a Space, the model named in `app_config.json`). Files that are not readable images,
+fine-tuning, `enhanced` vs `direct`). Any model folder or Hub id works; the default is the model named in
+`app_config.json` (what a Space export writes), else `examples/rsicd-mini`. Files that are not readable images,
 truncated or too large are named in the page; the others are still captioned.
 """
 

@@ -337,10 +337,14 @@ def _tsn_table(config: dict) -> str:
     return "\n".join(["| setting | value |", "| --- | --- |"] + [f"| {k} | {_cell(v)} |" for k, v in rows])
 
 
+def _strategy(finetune_config: dict) -> str:
+    """The run's `train_strategy` (configs written before strategies existed trained LoRA or QLoRA)."""
+    return finetune_config.get("train_strategy", "qlora" if finetune_config.get("quantization") != "none" else "lora")
+
+
 def _method_text(finetune_config: dict) -> str:
-    """What trained, by `train_strategy` (configs written before strategies existed trained LoRA)."""
-    lora_kind = "qlora" if finetune_config.get("quantization") != "none" else "lora"
-    strategy = finetune_config.get("train_strategy", lora_kind)
+    """What trained, by `train_strategy`."""
+    strategy = _strategy(finetune_config)
     if strategy == "full":
         return "full training: every weight of the model trained (`train_strategy: full`)"
     if strategy == "freeze":
@@ -549,7 +553,7 @@ def render_model_card(
     name = repo_id.split("/")[-1]
 
     quantization = finetune_config.get("quantization", "4bit")
-    strategy = finetune_config.get("train_strategy", "qlora" if quantization != "none" else "lora")
+    strategy = _strategy(finetune_config)
     method = {"4bit": "QLoRA", "8bit": "LoRA on an 8-bit base"}.get(quantization, "LoRA")
     method = {"full": "full training", "freeze": "partial training"}.get(strategy, method)
     tags = [

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from captioning import load_model as load
 from dataset_builder import load_risc
 from processing import DEFAULT_PROMPT, TSNPaliGemmaTrainCollator
 from pruning import block_influence, choose_layers, remove_layers
-from pruning.report import load
 
 logger = logging.getLogger("prune")
 

@@ -10,8 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from captioning import load_model
 
 from .remove import choose_layers, remove_layers
 
@@ -19,15 +18,6 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCORES = ("bleu_4", "meteor", "rouge_l", "cider")
-
-
-def load(model_name_or_path: str):
-    """(fp32 model in eval mode, processor), as Hub custom code."""
-    model = AutoModelForImageTextToText.from_pretrained(
-        model_name_or_path, trust_remote_code=True, dtype=torch.float32
-    )
-    processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=True)
-    return model.eval(), processor
 
 
 def run_finetune(config: str, model_dir: Path, output_dir: Path, dataset_dir: str, train: bool) -> dict:
@@ -98,7 +88,7 @@ def write_report(args, model, processor, scores: dict) -> list[dict]:
     images = [row["image"].convert("RGB") for row in load_risc(args.dataset_dir)["test"].select(range(4))]
     rows = []
     for k in ks:
-        model, processor = load(args.model_name_or_path)
+        model, processor = load_model(args.model_name_or_path)
         removed = choose_layers(scores["text"], k, "--report_k")
         remove_layers(model, text=removed)
         model_dir = output_dir / f"k{k}" / "model"
