@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
 
-from transformers import HfArgumentParser
-
 from captioning import IMAGE_ERRORS, caption_images, collect_inputs, load_image, load_model, render_grid
+from command_line import parse_command_line
 from processing import DEFAULT_PROMPT
 
 FORMATS = ("text", "jsonl", "csv")
@@ -108,27 +107,14 @@ def caption_files(
 
 def parse_args(argv: list[str] | None = None) -> InferenceArguments:
     """Positional INPUTs may come before or after the options (`--inputs a b` works too)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    leading = 0
-    while leading < len(argv) and not argv[leading].startswith("-"):
-        leading += 1
-    if leading:
-        argv = ["--inputs", *argv[:leading], *argv[leading:]]
-    parser = HfArgumentParser(
+    args = parse_command_line(
         InferenceArguments,
+        argv,
+        variadic="inputs",
+        variadic_missing="no INPUT given: pass image files, folders or glob patterns before or after the options.",
         usage="inference.py INPUT... --model PATH_OR_HUB_ID [options]",
         description=__doc__.split("\n\n")[0],
     )
-    try:
-        args, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    except ValueError as error:  # __post_init__'s checks: exit like argparse, with the message
-        parser.error(str(error))
-    unknown = [item for item in remaining if item.startswith("-")]
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    args.inputs = [*args.inputs, *remaining]  # positionals after the options
-    if not args.inputs:
-        parser.error("no INPUT given: pass image files, folders or glob patterns before or after the options.")
     return args
 
 

@@ -107,8 +107,9 @@ class TSNPaliGemmaEvalCollator(TSNPaliGemmaTrainCollator):
     """Evaluation batches: the training batch (loss on prompt + caption 1) plus prompt-only `gen_*` tensors.
 
     `gen_input_ids`, `gen_attention_mask`, `gen_token_type_ids` hold `"<image>" + prompt` alone, left-padded, so
-    generation never sees a reference caption. `pixel_values` is shared by both. Rows with a `row_index` give a
-    (B, 1) `row_index` tensor.
+    generation never sees a reference caption. `pixel_values` is shared by both. Every row carries its `row_index`
+    (its position in the evaluated split), returned as a (B, 1) tensor so that each generated caption finds its
+    references again after a distributed gather.
     """
 
     caption_choice: str = "first"
@@ -127,8 +128,12 @@ class TSNPaliGemmaEvalCollator(TSNPaliGemmaTrainCollator):
         batch["gen_input_ids"] = gen_input_ids
         batch["gen_attention_mask"] = gen_attention_mask
         batch["gen_token_type_ids"] = torch.zeros_like(gen_input_ids)  # all prefix: the bidirectional block
-        if "row_index" in rows[0]:  # lets the scorer match each prediction to its references after a gather
-            batch["row_index"] = torch.tensor([[row["row_index"]] for row in rows], dtype=torch.long)
+        if any("row_index" not in row for row in rows):
+            raise ValueError(
+                "evaluation rows need a `row_index` column, their position in the split "
+                "(dataset.add_column('row_index', list(range(len(dataset)))); finetuning.data.load_splits adds it)."
+            )
+        batch["row_index"] = torch.tensor([[row["row_index"]] for row in rows], dtype=torch.long)
         return batch
 
 

@@ -26,8 +26,8 @@ import torch
 from transformers import HfArgumentParser
 
 from bench.flops import REAL_SIZES
-from characteristics import describe_device
 from configuration_tsn_paligemma import TSNPaliGemmaConfig
+from model_cost import describe_device
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 from processing import DEFAULT_PROMPT, IMAGE_TOKEN
 from scripts.make_tiny_checkpoint import TinyCheckpointArguments, build_tiny_model

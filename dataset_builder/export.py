@@ -60,12 +60,8 @@ def _size_category(total: int) -> str:
     return "n>1M"
 
 
-def dataset_card(dataset: datasets.DatasetDict, repo_id: str | None = None, parquet_configs: bool = True) -> str:
-    """README.md text for the exported dataset: YAML metadata (with the local `configs` when
-    `parquet_configs`), a split x source table, fields, how to load, sources/licenses and citations."""
-    table = counts(dataset)
-    sources = [s for s in KNOWN_SOURCES if any(s in row for row in table.values())]
-    total = sum(sum(row.values()) for row in table.values())
+def _card_metadata(table: dict[str, dict[str, int]], sources: list[str], total: int, parquet_configs: bool) -> dict:
+    """The card's YAML header; `configs` only for a local export, since the Hub push writes its own."""
     metadata: dict = {
         "pretty_name": "RISC (remote-sensing image captioning)",
         "language": ["en"],
@@ -75,36 +71,52 @@ def dataset_card(dataset: datasets.DatasetDict, repo_id: str | None = None, parq
         "size_categories": [_size_category(total)],
     }
     if parquet_configs:
-        configs = [
-            {
-                "config_name": "all",
-                "default": True,
-                "data_files": [{"split": split, "path": f"data/*/{split}-*.parquet"} for split in table],
-            }
-        ]
-        for source in sources:
-            files = [
-                {"split": split, "path": f"data/{source.lower()}/{split}-*.parquet"}
-                for split, row in table.items()
-                if row.get(source)
-            ]
-            configs.append({"config_name": source.lower(), "data_files": files})
-        metadata["configs"] = configs
+        metadata["configs"] = _parquet_configs(table, sources)
+    return metadata
 
-    name = repo_id or "PATH_OR_REPO"
-    example = "ucm" if "UCM" in sources else (sources[0].lower() if sources else "all")
+
+def _parquet_configs(table: dict[str, dict[str, int]], sources: list[str]) -> list[dict]:
+    """`all` (the default) globs every source folder; each source config globs its own folder, listing only the
+    splits it has rows in (a glob that matches nothing makes `load_dataset` fail)."""
+    configs = [
+        {
+            "config_name": "all",
+            "default": True,
+            "data_files": [{"split": split, "path": f"data/*/{split}-*.parquet"} for split in table],
+        }
+    ]
+    for source in sources:
+        files = [
+            {"split": split, "path": f"data/{source.lower()}/{split}-*.parquet"}
+            for split, row in table.items()
+            if row.get(source)
+        ]
+        configs.append({"config_name": source.lower(), "data_files": files})
+    return configs
+
+
+def _counts_markdown(table: dict[str, dict[str, int]], sources: list[str], total: int) -> list[str]:
+    """The split x source table of the card as Markdown lines, with a total row and column."""
     header = "| split | " + " | ".join(sources) + " | total |"
     lines = [header, "|" + " --- |" * (len(sources) + 2)]
     for split, row in table.items():
         lines.append(f"| {split} | " + " | ".join(str(row.get(s, 0)) for s in sources) + f" | {sum(row.values())} |")
     per_source = [sum(row.get(s, 0) for row in table.values()) for s in sources]
     lines.append("| **total** | " + " | ".join(map(str, per_source)) + f" | {total} |")
+    return lines
+
+
+def _card_body(table: dict[str, dict[str, int]], sources: list[str], total: int, repo_id: str | None) -> str:
+    """The card's Markdown text; its one-source load example uses UCM when present, else the first source."""
+    name = repo_id or "PATH_OR_REPO"
+    example = "ucm" if "UCM" in sources else (sources[0].lower() if sources else "all")
+    lines = _counts_markdown(table, sources, total)
     source_lines = [
         f"- **{s}**: {SOURCE_INFO[s][0]} ({SOURCE_INFO[s][1]})"
         + (f", {SOURCE_INFO[s][2]}" if SOURCE_INFO[s][2] else "")
         for s in sources
     ]
-    body = f"""
+    return f"""
 # RISC: remote-sensing image captioning
 
 Aerial and satellite images, each with five English captions written by people, from
@@ -144,6 +156,16 @@ redistribution or commercial use.
 {CITATION.strip()}
 ```
 """
+
+
+def dataset_card(dataset: datasets.DatasetDict, repo_id: str | None = None, parquet_configs: bool = True) -> str:
+    """README.md text for the exported dataset: YAML metadata (with the local `configs` when
+    `parquet_configs`), a split x source table, fields, how to load, sources/licenses and citations."""
+    table = counts(dataset)
+    sources = [s for s in KNOWN_SOURCES if any(s in row for row in table.values())]
+    total = sum(sum(row.values()) for row in table.values())
+    metadata = _card_metadata(table, sources, total, parquet_configs)
+    body = _card_body(table, sources, total, repo_id)
     return "---\n" + yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True) + "---\n" + body
 
 

@@ -233,6 +233,72 @@ def _cache_file(cache_dir: str | os.PathLike | None, key: str) -> Path | None:
     return Path(cache_dir) / "risc_validation" / f"{key}-v{VALIDATION_VERSION}.json"
 
 
+def _check_rows(rows: list[RISCRow], image_dir: Path) -> tuple[list[Problem], dict[str, int], dict[str, Path]]:
+    """The checks that need no decoding, in csv order.
+
+    Returns the problems, the line of the first row naming each image (lower-cased name), and the images that
+    exist on disk, which are the only ones worth decoding.
+    """
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    to_check: dict[str, Path] = {}
+    for row in rows:
+        problems += check_row(row)
+        if not row.image:
+            problems.append(Problem(row.line, row.image, "missing_file", "the image column is empty"))
+            continue
+        key = row.image.lower()  # case-insensitive: the names must also be distinct on Windows/macOS
+        if key in seen:
+            problems.append(
+                Problem(row.line, row.image, "duplicate_image", f"{row.image} is already used on line {seen[key]}")
+            )
+            continue
+        seen[key] = row.line
+        path = image_dir / row.image
+        if path.is_file():
+            to_check[row.image] = path
+        else:
+            problems.append(
+                Problem(row.line, row.image, "missing_file", f"{image_dir.name}/{row.image} does not exist")
+            )
+    return problems, seen, to_check
+
+
+def _image_results(
+    data_dir: Path,
+    to_check: dict[str, Path],
+    cache_dir: str | os.PathLike | None,
+    num_threads: int | None,
+) -> dict[str, tuple[str, str] | None]:
+    """`check_image` of every image in `to_check`, read from the cache when this exact folder was checked before.
+
+    The cache file is written to a temporary name and renamed, so a concurrent load never reads half of it.
+    """
+    cache_file = _cache_file(cache_dir, fingerprint(data_dir)) if cache_dir is not None else None
+    if cache_file is not None and cache_file.is_file():
+        return {name: tuple(value) if value else None for name, value in json.loads(cache_file.read_text()).items()}
+    results = _check_images(list(to_check.values()), num_threads)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(results))
+        os.replace(tmp, cache_file)
+    return results
+
+
+def _image_problems(
+    rows: list[RISCRow], seen: dict[str, int], results: dict[str, tuple[str, str] | None]
+) -> list[Problem]:
+    """One problem per row whose image failed `check_image`."""
+    problems = []
+    for row in rows:
+        # only the first row naming an image gets its image problems; later ones are duplicates already
+        result = results.get(row.image) if seen.get(row.image.lower()) == row.line else None
+        if result is not None:
+            problems.append(Problem(row.line, row.image, result[0], result[1]))
+    return problems
+
+
 def validate_risc(
     data_dir: str | os.PathLike,
     sources: tuple[str, ...] | None = None,
@@ -255,46 +321,9 @@ def validate_risc(
     data_dir = Path(data_dir)
     rows = read_captions_csv(data_dir)
     image_dir = find_image_dir(data_dir)
-    problems: list[Problem] = []
-
-    seen: dict[str, int] = {}
-    to_check: dict[str, Path] = {}
-    for row in rows:
-        problems += check_row(row)
-        if not row.image:
-            problems.append(Problem(row.line, row.image, "missing_file", "the image column is empty"))
-            continue
-        key = row.image.lower()  # case-insensitive: the names must also be distinct on Windows/macOS
-        if key in seen:
-            problems.append(
-                Problem(row.line, row.image, "duplicate_image", f"{row.image} is already used on line {seen[key]}")
-            )
-            continue
-        seen[key] = row.line
-        path = image_dir / row.image
-        if path.is_file():
-            to_check[row.image] = path
-        else:
-            problems.append(
-                Problem(row.line, row.image, "missing_file", f"{image_dir.name}/{row.image} does not exist")
-            )
-
-    cache_file = _cache_file(cache_dir, fingerprint(data_dir)) if cache_dir is not None else None
-    if cache_file is not None and cache_file.is_file():
-        results = {name: tuple(value) if value else None for name, value in json.loads(cache_file.read_text()).items()}
-    else:
-        results = _check_images(list(to_check.values()), num_threads)
-        if cache_file is not None:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(results))
-            os.replace(tmp, cache_file)
-    for row in rows:
-        # only the first row naming an image gets its image problems; later ones are duplicates already
-        result = results.get(row.image) if seen.get(row.image.lower()) == row.line else None
-        if result is not None:
-            problems.append(Problem(row.line, row.image, result[0], result[1]))
-
+    problems, seen, to_check = _check_rows(rows, image_dir)
+    results = _image_results(data_dir, to_check, cache_dir, num_threads)
+    problems += _image_problems(rows, seen, results)
     report = ValidationReport(str(data_dir), rows, problems)
     return report.restrict(sources)
 

@@ -184,9 +184,9 @@ def on_cuda(training) -> bool:
 
 def check_hub_token(training) -> None:
     """What publishing at the end needs (a valid repo id, online mode, a token), checked before training starts."""
-    from push_to_hub import PushToHubError, preflight
+    from publishing import PublishError, preflight
 
     try:
         preflight(training.hub_model_id, training.hub_token)
-    except PushToHubError as error:
+    except PublishError as error:
         raise ConfigError(f"push_to_hub is set, but: {error}") from error

@@ -52,37 +52,18 @@ def load_splits(data_args) -> datasets.DatasetDict:
     return datasets.DatasetDict(splits)
 
 
-class CaptionCollator:
-    """One collator for the Trainer: evaluation rows (they carry `row_index`) get the prompt-only `gen_*` tensors
-    and caption 1 for the loss; training rows get one caption chosen by `caption_choice`."""
+def build_collators(processor, data_args) -> tuple:
+    """(training collator, evaluation collator) of a run: one caption per image by `caption_choice` (and the
+    augmentation) for training; caption 1 for the loss plus the prompt alone for generation for evaluation."""
+    from processing import TSNPaliGemmaEvalCollator, TSNPaliGemmaTrainCollator
 
-    def __init__(self, train_collator, eval_collator):
-        self.train_collator = train_collator
-        self.eval_collator = eval_collator
-
-    @classmethod
-    def build(
-        cls, processor, prompt: str, caption_choice: str, max_length: int | None, augment: bool = False
-    ) -> "CaptionCollator":
-        from processing import TSNPaliGemmaEvalCollator, TSNPaliGemmaTrainCollator
-
-        # "all" rows already carry their own `caption`; the choice then does not matter.
-        choice = "first" if caption_choice == "all" else caption_choice
-        return cls(
-            TSNPaliGemmaTrainCollator(
-                processor, prompt=prompt, caption_choice=choice, max_length=max_length, augment=augment
-            ),
-            TSNPaliGemmaEvalCollator(processor, prompt=prompt, max_length=max_length),
-        )
-
-    @property
-    def processor(self):
-        return self.train_collator.processor
-
-    @processor.setter
-    def processor(self, processor) -> None:  # HPO trials may change the image token count (scales)
-        self.train_collator.processor = processor
-        self.eval_collator.processor = processor
-
-    def __call__(self, rows: list[dict]):
-        return self.eval_collator(rows) if "row_index" in rows[0] else self.train_collator(rows)
+    # "all" rows already carry their own `caption`; the choice then does not matter.
+    choice = "first" if data_args.caption_choice == "all" else data_args.caption_choice
+    train = TSNPaliGemmaTrainCollator(
+        processor,
+        prompt=data_args.prompt,
+        caption_choice=choice,
+        max_length=data_args.max_length,
+        augment=data_args.augment,
+    )
+    return train, TSNPaliGemmaEvalCollator(processor, prompt=data_args.prompt, max_length=data_args.max_length)

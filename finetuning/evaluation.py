@@ -1,6 +1,7 @@
 """The evaluation stage of finetune.py: the published model read back from disk (after training), or the model as
 it is (zero-shot), scored on val and test; samples.png and characteristics.json from the published model."""
 
+import json
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ def evaluate_published(args, merged_dir: Path, processor, splits, summary: dict)
     if args.training.do_predict:
         trainer.predict(splits["test"])
         if trainer.is_world_process_zero():
-            write_published_outputs(args, model, processor, splits["test"], trainer.scorer, summary)
+            write_published_outputs(args, model, processor, splits["test"], summary)
     return trainer
 
 
@@ -39,14 +40,16 @@ def evaluate_as_is(args, trainer, splits):
     return trainer
 
 
-def write_published_outputs(args, model, processor, test_split, scorer, summary: dict) -> None:
-    """samples.png and characteristics.json from the published model."""
-    from characteristics import measure_characteristics
+def write_published_outputs(args, model, processor, test_split, summary: dict) -> None:
+    """samples.png (with the captions of predictions.jsonl) and characteristics.json from the published model."""
+    from model_cost import measure_characteristics
 
     output_dir = Path(args.training.output_dir)
     count = min(args.run.grid_images, len(test_split))
     images = [row["image"].convert("RGB") for row in test_split.select(range(count))]
-    write_sample_grid(scorer.last_records[:count], images, output_dir / "samples.png")
+    with open(output_dir / "predictions.jsonl") as handle:
+        records = [json.loads(line) for line, _ in zip(handle, range(count))]
+    write_sample_grid(records, images, output_dir / "samples.png")
     characteristics = measure_characteristics(
         model,
         processor,

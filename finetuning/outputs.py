@@ -100,12 +100,12 @@ def write_run_config(args, plan, summary: dict, model_config) -> None:
 
 
 def publish_outputs(output_dir: Path, training, token: str | None) -> bool:
-    """Publish the merged model with push_to_hub.py's `publish`; a failure keeps the outputs and says how to retry."""
-    from push_to_hub import PushToHubError, publish
+    """Publish the merged model with the publishing package; a failure keeps the outputs and says how to retry."""
+    from publishing import PublishError, publish
 
     try:
         publish(output_dir, repo_id=training.hub_model_id, token=token, private=bool(training.hub_private_repo))
-    except PushToHubError as error:
+    except PublishError as error:
         logger.error(
             "%s\nThe outputs are kept; retry with: python push_to_hub.py %s --repo_id %s",
             error,

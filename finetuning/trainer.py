@@ -2,6 +2,7 @@
 THE PROMPT ONLY (the `gen_*` tensors of `TSNPaliGemmaEvalCollator`), then scores the captions against all 5
 references with the project's coco-caption metrics, overall and per source."""
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from transformers import GenerationConfig, Seq2SeqTrainer
+from transformers.trainer_utils import EvalLoopOutput
 
 from metrics import caption_metrics, flatten_metrics
 from processing import postprocess_caption
@@ -50,62 +52,55 @@ def causal_lm_loss(outputs, labels: torch.Tensor, num_items_in_batch=None, label
     return loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
 
 
-class CaptionScorer:
-    """`compute_metrics`: decode generated tokens, match them to their rows by `row_index`, score, keep the records.
+def score_generated_captions(processor, prompt: str, predictions: dict, rows) -> tuple[list[dict], dict]:
+    """(records, scores) of one evaluated split: the generated tokens decoded, matched back to their rows by
+    `row_index` (a distributed gather may reorder and duplicate them) and scored against all five references.
 
-    `rows` (set by the trainer before each evaluation) is the evaluated split; only its `filename`, `source` and
-    `captions` columns are read, so no image is decoded here.
+    `predictions`: {"tokens": (N, T) ids, -100 = cross-batch padding; "row_index": (N, 1)}. `rows`: the evaluated
+    split; only its `filename`, `source` and `captions` columns are read, so no image is decoded here.
     """
-
-    def __init__(self, processor, prompt: str):
-        self.processor = processor
-        self.prompt = prompt
-        self.rows = None
-        self.last_result: dict | None = None
-        self.last_records: list[dict] = []
-
-    def __call__(self, prediction) -> dict[str, float]:
-        tokens = torch.as_tensor(prediction.predictions)
-        tokens = tokens.masked_fill(tokens < 0, self.processor.tokenizer.pad_token_id)  # -100: cross-batch padding
-        indices = torch.as_tensor(prediction.label_ids).reshape(-1).tolist()
-        texts = self.processor.batch_decode(tokens, skip_special_tokens=True)
-        by_index = {}
-        for index, text in zip(indices, texts):
-            by_index.setdefault(index, postprocess_caption(text, self.prompt))  # duplicates: distributed padding
-        columns = self.rows.select_columns(["filename", "source", "captions"])
-        if sorted(by_index) != list(range(len(columns))):
-            raise RuntimeError(f"evaluation returned rows {sorted(by_index)[:10]}..., expected 0..{len(columns) - 1}")
-        self.last_records = [
-            {
-                "image": row["filename"],
-                "source": row["source"],
-                "prediction": by_index[index],
-                "references": list(row["captions"]),
-            }
-            for index, row in enumerate(columns)
-        ]
-        self.last_result = caption_metrics(
-            [record["prediction"] for record in self.last_records],
-            [record["references"] for record in self.last_records],
-            groups=[record["source"] for record in self.last_records],
-        )
-        return flatten_metrics(self.last_result)
+    tokens = torch.as_tensor(predictions["tokens"])
+    tokens = tokens.masked_fill(tokens < 0, processor.tokenizer.pad_token_id)
+    indices = torch.as_tensor(predictions["row_index"]).reshape(-1).tolist()
+    by_index = {}
+    for index, text in zip(indices, processor.batch_decode(tokens, skip_special_tokens=True)):
+        by_index.setdefault(index, postprocess_caption(text, prompt))  # duplicates: distributed padding
+    columns = rows.select_columns(["filename", "source", "captions"])
+    if sorted(by_index) != list(range(len(columns))):
+        raise RuntimeError(f"evaluation returned rows {sorted(by_index)[:10]}..., expected 0..{len(columns) - 1}")
+    records = [
+        {
+            "image": row["filename"],
+            "source": row["source"],
+            "prediction": by_index[i],
+            "references": list(row["captions"]),
+        }
+        for i, row in enumerate(columns)
+    ]
+    scores = caption_metrics(
+        [record["prediction"] for record in records],
+        [record["references"] for record in records],
+        groups=[record["source"] for record in records],
+    )
+    return records, scores
 
 
 class TSNPaliGemmaTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer for TSN-PaliGemma captioning.
 
+    - batches: `data_collator` (one caption per image) for training, `eval_data_collator` (caption 1 for the loss,
+      the prompt alone for generation, `row_index`) for evaluation and prediction;
     - loss: `causal_lm_loss` (shifted, label-smoothed with `label_smoothing_factor`), the LM head computed only on
       the caption positions (training and the evaluation loss; generation is unchanged);
-    - evaluation: loss on prompt + caption 1, captions generated from `"<image>" + prompt` alone with
-      `caption_generation_config`, scored by `CaptionScorer` (CIDEr picks the best checkpoint);
-    - after each evaluation on the main process: `{split}_predictions.jsonl` and `eval_results.json[split]`.
+    - evaluation: captions generated from `"<image>" + prompt` alone with `caption_generation_config` (updated by
+      `evaluate`/`predict`'s generation keywords), scored by `score_generated_captions` (CIDEr picks the best
+      checkpoint); on the main process `{split}_predictions.jsonl` and `eval_results.json[split]` are written.
     """
 
     # metric_key_prefix -> the split's name in eval_results.json and its predictions file
     SPLIT_NAMES = {"eval": "val", "test": "test", "baseline": "baseline_test"}
 
-    def __init__(self, *args, caption_generation_config: GenerationConfig, scorer: CaptionScorer, **kwargs):
+    def __init__(self, *args, eval_data_collator, caption_generation_config: GenerationConfig, prompt: str, **kwargs):
         smoothing = kwargs["args"].label_smoothing_factor
         kwargs.setdefault(
             "compute_loss_func",
@@ -113,25 +108,24 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
                 outputs, labels, num_items_in_batch, label_smoothing=smoothing
             ),
         )
-        super().__init__(*args, compute_metrics=scorer, **kwargs)
+        super().__init__(*args, **kwargs)
+        self.eval_data_collator = eval_data_collator
         self.caption_generation_config = caption_generation_config
-        self.scorer = scorer
+        self.prompt = prompt
 
-    # Evaluation entry points: remember which split is scored, for the scorer and the files.
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval", **kwargs):
-        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
-        self.scorer.rows = dataset
-        metrics = super().evaluate(dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix, **kwargs)
-        self._write_split(self.SPLIT_NAMES.get(metric_key_prefix, metric_key_prefix), metrics, metric_key_prefix)
-        return metrics
+    def get_eval_dataloader(self, eval_dataset=None):
+        return self._with_eval_collator(super().get_eval_dataloader, eval_dataset)
 
-    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test", **kwargs):
-        self.scorer.rows = test_dataset
-        output = super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix, **kwargs)
-        self._write_split(
-            self.SPLIT_NAMES.get(metric_key_prefix, metric_key_prefix), output.metrics, metric_key_prefix
-        )
-        return output
+    def get_test_dataloader(self, test_dataset):
+        return self._with_eval_collator(super().get_test_dataloader, test_dataset)
+
+    def _with_eval_collator(self, make_dataloader, dataset):
+        """The DataLoader keeps the collator it is built with: build evaluation loaders with the eval collator."""
+        train_collator, self.data_collator = self.data_collator, self.eval_data_collator
+        try:
+            return make_dataloader(dataset)
+        finally:
+            self.data_collator = train_collator
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = {key: value for key, value in inputs.items() if key not in (*GENERATION_KEYS, "row_index")}
@@ -139,7 +133,16 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
             inputs["logits_to_keep"] = caption_positions(inputs["labels"])
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
+    def generation_config_for(self, gen_kwargs: dict) -> GenerationConfig:
+        """`caption_generation_config` with evaluate()/predict()'s generation keywords; unknown ones are an error."""
+        config = copy.deepcopy(self.caption_generation_config)
+        unused = config.update(**{key: value for key, value in gen_kwargs.items() if value is not None})
+        if unused:
+            raise ValueError(f"{sorted(unused)} are not generation settings (transformers.GenerationConfig).")
+        return config
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        """(loss, {"tokens": new tokens, "row_index": rows}, None): the predictions carry their rows by name."""
         inputs = self._prepare_inputs(inputs)
         row_index = inputs.pop("row_index", None)
         generation_inputs = {key[len("gen_") :]: inputs.pop(key) for key in GENERATION_KEYS if key in inputs}
@@ -147,40 +150,53 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
             loss = self.compute_loss(model, inputs).detach() if "labels" in inputs else None
         if prediction_loss_only or not self.args.predict_with_generate or not generation_inputs:
             return loss, None, None
-        if row_index is None:
-            raise ValueError("evaluation rows need a row_index column (finetuning.data.load_splits adds it)")
+        config = self.generation_config_for(gen_kwargs or getattr(self, "_gen_kwargs", {}))
         prompt_length = generation_inputs["input_ids"].shape[1]
         generator = self.accelerator.unwrap_model(self.model)
         with torch.no_grad():
             # Prompt only: the reference caption is never part of the generation input.
             sequences = generator.generate(
-                **generation_inputs,
-                pixel_values=inputs["pixel_values"],
-                generation_config=self.caption_generation_config,
+                **generation_inputs, pixel_values=inputs["pixel_values"], generation_config=config
             )
         new_tokens = sequences[:, prompt_length:]  # (B, <= max_new_tokens): generate returns the prompt too
-        return loss, new_tokens, row_index
+        return loss, {"tokens": new_tokens, "row_index": row_index}, None
 
-    def _write_split(self, split: str, metrics: dict, prefix: str) -> None:
-        if not self.is_world_process_zero() or self.scorer.last_result is None:
-            return
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
+        """The loop of evaluate() and predict(), then the captions scored and the split's files written.
+
+        The captions are this trainer's metrics, computed here rather than by a `compute_metrics` callback (which
+        would receive the row indices as `label_ids`); evaluate() passes prediction_loss_only=True when there is
+        no such callback, so only `args.prediction_loss_only` decides.
+        """
+        output = super().evaluation_loop(
+            dataloader, description, self.args.prediction_loss_only, ignore_keys, metric_key_prefix
+        )
+        if output.predictions is None:  # loss only
+            return output
+        prefix = metric_key_prefix
+        records, scores = score_generated_captions(
+            self.processing_class, self.prompt, output.predictions, dataloader.dataset
+        )
+        metrics = {**output.metrics, **flatten_metrics(scores, prefix=f"{prefix}_")}
+        if self.is_world_process_zero():
+            self._write_split(self.SPLIT_NAMES.get(prefix, prefix), records, scores, metrics.get(f"{prefix}_loss"))
+        return EvalLoopOutput(output.predictions, None, metrics, output.num_samples)
+
+    def _write_split(self, split: str, records: list[dict], scores: dict, loss: float | None) -> None:
         output_dir = Path(self.args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         name = "predictions.jsonl" if split == "test" else f"{split}_predictions.jsonl"
         with open(output_dir / name, "w") as handle:
-            for record in self.scorer.last_records:
+            for record in records:
                 handle.write(json.dumps(record) + "\n")
         results_path = output_dir / "eval_results.json"
         results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-        results[split] = {
-            "loss": metrics.get(f"{prefix}_loss"),
-            "num_samples": len(self.scorer.last_records),
-            **self.scorer.last_result,
-        }
+        results[split] = {"loss": loss, "num_samples": len(records), **scores}
         if self.state.global_step:
             results[split]["step"] = self.state.global_step
         results_path.write_text(json.dumps(results, indent=2) + "\n")
-        self.scorer.last_result = None
 
 
 def caption_generation_config(model, generation_args) -> GenerationConfig:
@@ -200,20 +216,19 @@ def caption_generation_config(model, generation_args) -> GenerationConfig:
 
 def build_trainer(args, model, processor, splits, callbacks=None, model_init=None) -> TSNPaliGemmaTrainer:
     """The trainer of a run: collators from the data arguments, evaluation decoding from the generation ones."""
-    from .data import CaptionCollator
+    from .data import build_collators
 
-    data = args.data
+    train_collator, eval_collator = build_collators(processor, args.data)
     return TSNPaliGemmaTrainer(
         model=None if model_init else model,
         model_init=model_init,
         args=args.training,
         train_dataset=splits["train"],
         eval_dataset=splits["val"],
-        data_collator=CaptionCollator.build(
-            processor, data.prompt, data.caption_choice, data.max_length, data.augment
-        ),
+        data_collator=train_collator,
+        eval_data_collator=eval_collator,
         processing_class=processor,
         caption_generation_config=caption_generation_config(model, args.generation),
-        scorer=CaptionScorer(processor, data.prompt),
+        prompt=args.data.prompt,
         callbacks=callbacks,
     )

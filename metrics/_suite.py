@@ -62,6 +62,14 @@ def caption_metrics(
     metrics = _check_metrics(metrics)
     if "meteor" in metrics:
         require_java("METEOR 1.5")  # fail before any work
+    sets = _tokenized_sets(predictions, references, groups, tokenizer)
+    scores = _score_sets(sets, metrics)
+    ordered = {name: {key: scores[name][key] for m in metrics for key in SCORE_NAMES[m]} for name in sets}
+    return {"overall": ordered.pop(None), "groups": ordered}
+
+
+def _tokenized_sets(predictions, references, groups, tokenizer) -> dict:
+    """{None: (hyps, refs) of the whole set, group: (hyps, refs) of each group}, PTB-tokenized."""
     indices = {None: list(range(len(predictions)))}  # None: the whole set; then each group alone
     if groups is not None:
         for i, group in enumerate(groups):
@@ -80,9 +88,13 @@ def caption_metrics(
             refs.append(flat_refs[start : start + len(references[i])])
             start += len(references[i])
         sets[name] = (hyps, refs)
+    return sets
 
+
+def _score_sets(sets: dict, metrics: list[str]) -> dict:
+    """{set name: {score name: value}}; METEOR's Java process runs while the Python scorers work."""
     scores: dict = {name: {} for name in sets}
-    meteor = MeteorJob(sets) if "meteor" in metrics else None  # runs in the background meanwhile
+    meteor = MeteorJob(sets) if "meteor" in metrics else None
     try:
         scorer = CaptionScorer()
         for name, (hyps, refs) in sets.items():
@@ -98,8 +110,7 @@ def caption_metrics(
     finally:
         if meteor is not None:
             meteor.close()
-    ordered = {name: {key: scores[name][key] for m in metrics for key in SCORE_NAMES[m]} for name in sets}
-    return {"overall": ordered.pop(None), "groups": ordered}
+    return scores
 
 
 def flatten_metrics(result: dict, prefix: str = "") -> dict[str, float]:

@@ -78,8 +78,8 @@ def plot(rows: list[dict], path: Path) -> None:
 def write_report(args, model, processor, scores: dict) -> list[dict]:
     """Prune `args.model_name_or_path` by k for every k of `args.report_k`, score before/after healing, and write
     pruning_report.{json,md,png} into `args.output_dir`."""
-    from characteristics import measure_characteristics
     from dataset_builder import load_risc
+    from model_cost import measure_characteristics
 
     output_dir = Path(args.output_dir)
     ks = [int(k) for k in str(args.report_k).split(",")]

@@ -8,8 +8,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser
-
+from command_line import parse_command_line
 from dataset_builder.layout import read_captions_csv
 from metrics.floor import constant_caption_floor
 
@@ -30,10 +29,7 @@ def split_captions(dataset_dir: str, split: str) -> list[list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and not argv[0].startswith("-"):  # DATA_DIR as the first positional argument
-        argv = ["--dataset_dir", *argv]
-    (args,) = HfArgumentParser(CaptionFloorArguments).parse_args_into_dataclasses(args=argv)
+    args = parse_command_line(CaptionFloorArguments, argv, positional=("dataset_dir",))
     references = split_captions(args.dataset_dir, args.split)
     candidates = [
         caption for captions in split_captions(args.dataset_dir, args.candidate_split) for caption in captions

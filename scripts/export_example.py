@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, HfArgumentParser
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from command_line import parse_command_line
+from publishing.run_folder import CODE_FILES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CODE_FILES = ("configuration_tsn_paligemma.py", "modeling_tsn_paligemma.py")
 
 
 @dataclass
@@ -50,13 +52,7 @@ def export_example(args: ExportArguments) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    positional = [item for item in argv[:2] if not item.startswith("-")]
-    argv = [
-        *(f"--{name}={value}" for name, value in zip(("model_dir", "output_dir"), positional)),
-        *argv[len(positional) :],
-    ]
-    (args,) = HfArgumentParser(ExportArguments).parse_args_into_dataclasses(args=argv)
+    args = parse_command_line(ExportArguments, argv, positional=("model_dir", "output_dir"))
     print(f"Exported {args.model_dir} -> {export_example(args)}")
     return 0
 

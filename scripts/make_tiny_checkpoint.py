@@ -14,15 +14,15 @@ that 4-bit quantization touches has in_features % 64 == 0 and out_features % 32 
 
 import csv
 import io
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import sentencepiece
 import torch
-from transformers import GemmaTokenizer, HfArgumentParser, PaliGemmaProcessor, SiglipImageProcessor
+from transformers import GemmaTokenizer, PaliGemmaProcessor, SiglipImageProcessor
 
+from command_line import parse_command_line
 from configuration_tsn_paligemma import TSNPaliGemmaConfig
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 from processing import processor_for_config
@@ -214,10 +214,7 @@ def make_tiny_checkpoint(args: TinyCheckpointArguments) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and not argv[0].startswith("-"):  # OUT_DIR as the first positional argument
-        argv = ["--output_dir", *argv]
-    (args,) = HfArgumentParser(TinyCheckpointArguments).parse_args_into_dataclasses(args=argv)
+    args = parse_command_line(TinyCheckpointArguments, argv, positional=("output_dir",))
     folder = make_tiny_checkpoint(args)
     print(f"Random TSN-PaliGemma ({args.preset}: {args.integration}, {args.text_model}, {args.backbone}) -> {folder}")
 

@@ -9,7 +9,14 @@ usage: python finetune_reproduce_worker.py MERGED_DIR IMAGE_DIR PREDICTIONS.json
 import json
 import sys
 
-for name in ("configuration_tsn_paligemma", "modeling_tsn_paligemma", "processing", "finetune", "finetuning"):
+for name in (
+    "configuration_tsn_paligemma",
+    "modeling_tsn_paligemma",
+    "segment_encoder_tsn_paligemma",
+    "processing",
+    "finetune",
+    "finetuning",
+):
     sys.modules[name] = None
 
 import torch  # noqa: E402

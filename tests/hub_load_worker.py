@@ -9,7 +9,7 @@ usage: python hub_load_worker.py JOB.pt RESULT.pt
 import os
 import sys
 
-for name in ("configuration_tsn_paligemma", "modeling_tsn_paligemma", "processing"):
+for name in ("configuration_tsn_paligemma", "modeling_tsn_paligemma", "segment_encoder_tsn_paligemma", "processing"):
     sys.modules[name] = None  # `import name` now raises ImportError, as on a machine without the repo
 
 import torch  # noqa: E402

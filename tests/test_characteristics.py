@@ -1,5 +1,5 @@
-"""characteristics.py: parameter count, FLOPs of one caption (beams, TSN vs direct, CPU SDPA counted like eager),
-latency statistics, CLI JSON."""
+"""model_cost and characteristics.py: parameter count, FLOPs of one caption (beams, TSN vs direct, CPU SDPA
+counted like eager), latency statistics, CLI JSON."""
 
 import copy
 import json
@@ -10,7 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import characteristics
-from characteristics import describe_device, measure_characteristics
+from model_cost import describe_device, measure_characteristics
 from scripts.make_tiny_checkpoint import TinyCheckpointArguments, build_tiny_model
 
 TOKENS = 5

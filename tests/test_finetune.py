@@ -11,11 +11,11 @@ from transformers import AutoProcessor
 import finetune
 from dataset_builder import load_risc
 from finetuning.arguments import ConfigError, parse_finetune_args, resolved_config, write_config
-from finetuning.data import CaptionCollator
 from finetuning.outputs import last_complete_checkpoint
-from finetuning.trainer import CaptionScorer, build_trainer, causal_lm_loss
+from finetuning.trainer import build_trainer, causal_lm_loss, score_generated_captions
 from metrics import caption_metrics, flatten_metrics
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
+from processing import TSNPaliGemmaTrainCollator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(REPO_ROOT / "configs" / "demo.yaml")
@@ -182,7 +182,7 @@ def eval_rows():
 
 def test_loss_without_smoothing_equals_the_model_loss(tiny_model_and_processor, eval_rows):
     model, processor = tiny_model_and_processor
-    batch = CaptionCollator.build(processor, "caption en", "first", None).train_collator(eval_rows)
+    batch = TSNPaliGemmaTrainCollator(processor, caption_choice="first")(eval_rows)
     with torch.no_grad():
         outputs = model(**batch)
         ours = causal_lm_loss(outputs, batch["labels"])
@@ -213,8 +213,7 @@ def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eva
     )
     splits = {"train": None, "val": eval_rows}
     trainer = build_trainer(args, model, processor, splits)
-    collator = trainer.data_collator
-    batch = collator(eval_rows)
+    batch = trainer.eval_data_collator(eval_rows)
     captured = {}
     real_generate = model.generate
 
@@ -225,7 +224,7 @@ def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eva
 
     model.generate = spy
     try:
-        loss, tokens, row_index = trainer.prediction_step(model, batch, prediction_loss_only=False)
+        loss, predictions, label_ids = trainer.prediction_step(model, batch, prediction_loss_only=False)
     finally:
         del model.generate
     prompt_ids = processor(text="<image>caption en", images=eval_rows[0]["image"], return_tensors="pt")["input_ids"]
@@ -235,16 +234,40 @@ def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eva
     assert caption_ids and not caption_ids & set(captured["input_ids"].flatten().tolist())
     assert captured["generation_config"].num_beams == 4 and captured["generation_config"].max_new_tokens == 20
     # What comes back is only the new tokens: generate's output minus the prompt.
-    assert torch.equal(tokens, captured["sequences"][:, prompt_ids.shape[1] :])
-    assert row_index.flatten().tolist() == [0, 1, 2]
+    assert torch.equal(predictions["tokens"], captured["sequences"][:, prompt_ids.shape[1] :])
+    assert predictions["row_index"].flatten().tolist() == [0, 1, 2] and label_ids is None
     torch.testing.assert_close(
         loss,
         causal_lm_loss(
-            model(**CaptionCollator.build(processor, "caption en", "first", None).train_collator(eval_rows)),
+            model(**TSNPaliGemmaTrainCollator(processor, caption_choice="first")(eval_rows)),
             batch["labels"],
             label_smoothing=0.1,
         ),
     )
+
+
+def test_generation_keywords_of_evaluate_are_honoured_or_rejected(tiny_model_and_processor, eval_rows, tmp_path):
+    model, processor = tiny_model_and_processor
+    argv = [DEMO, "--model_name_or_path", str(model.name_or_path), "--output_dir", str(tmp_path), "--use_cpu", "true"]
+    trainer = build_trainer(parse_finetune_args(argv), model, processor, {"train": None, "val": eval_rows})
+    config = trainer.generation_config_for({"num_beams": 2, "max_new_tokens": 3})
+    assert (config.num_beams, config.max_new_tokens) == (2, 3)
+    assert trainer.caption_generation_config.num_beams == 4  # the run's own setting is untouched
+    with pytest.raises(ValueError, match="not_a_setting"):
+        trainer.generation_config_for({"not_a_setting": 1})
+    captured = {}
+    real_generate = model.generate
+
+    def spy(**kwargs):
+        captured.update(kwargs)
+        return real_generate(**kwargs)
+
+    model.generate = spy
+    try:
+        trainer.prediction_step(model, trainer.eval_data_collator(eval_rows), False, num_beams=1, max_new_tokens=2)
+    finally:
+        del model.generate
+    assert (captured["generation_config"].num_beams, captured["generation_config"].max_new_tokens) == (1, 2)
 
 
 def test_scorer_uses_all_five_references_and_restores_row_order(tiny_model_and_processor, eval_rows):
@@ -256,19 +279,14 @@ def test_scorer_uses_all_five_references_and_restores_row_order(tiny_model_and_p
     for index, row in enumerate(token_rows):
         tokens[index, : len(row)] = torch.tensor(row)
     order = [2, 0, 1]  # as a distributed gather may return them
-    scorer = CaptionScorer(processor, "caption en")
-    scorer.rows = load_risc(SAMPLE)["test"].select(range(3))
-
-    class Prediction:
-        predictions = tokens[order]
-        label_ids = torch.tensor([[index] for index in order])
-
-    flat = scorer(Prediction())
+    gathered = {"tokens": tokens[order], "row_index": torch.tensor([[index] for index in order])}
+    rows = load_risc(SAMPLE)["test"].select(range(3))
+    records, scores = score_generated_captions(processor, "caption en", gathered, rows)
     references = [list(row["captions"]) for row in eval_rows]
     assert all(len(refs) == 5 for refs in references)
     expected = caption_metrics(predictions, references, groups=[row["source"] for row in eval_rows])
-    assert flat == flatten_metrics(expected)
-    assert [record["prediction"] for record in scorer.last_records] == predictions
+    assert flatten_metrics(scores) == flatten_metrics(expected)
+    assert [record["prediction"] for record in records] == predictions
     first_only = caption_metrics(predictions, [refs[:1] for refs in references])
     assert first_only["overall"]["cider"] != expected["overall"]["cider"]
 

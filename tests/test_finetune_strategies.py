@@ -11,8 +11,8 @@ from transformers import AutoProcessor
 
 import finetune
 from finetuning.arguments import parse_finetune_args, resolve_quantization, resolve_strategy
-from finetuning.data import CaptionCollator
 from finetuning.model_setup import load_training_model
+from processing import TSNPaliGemmaTrainCollator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -57,7 +57,7 @@ def batch_for(tiny_checkpoint):
 
     rows = list(load_risc(SAMPLE)["train"].select(range(2)))
     processor = AutoProcessor.from_pretrained(tiny_checkpoint(), trust_remote_code=True)
-    return CaptionCollator.build(processor, "caption en", "first", None).train_collator(rows)
+    return TSNPaliGemmaTrainCollator(processor, caption_choice="first")(rows)
 
 
 def trainable_names(model) -> set[str]:

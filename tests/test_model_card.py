@@ -1,4 +1,4 @@
-"""model_card.py: the README.md of a published TSN-PaliGemma parses as a Hub model card, its model-index holds exactly
+"""publishing: the README.md of a published TSN-PaliGemma parses as a Hub model card, its model-index holds exactly
 eval_results.json's test scores, its body carries results (with the zero-shot baseline), TSN settings, training
 recipe, cost, samples, usage code and citations, and it never contains a local path."""
 
@@ -13,7 +13,7 @@ from huggingface_hub import ModelCard
 
 from configuration_tsn_paligemma import TSNPaliGemmaConfig
 from metrics import caption_metrics, java_available
-from model_card import is_hub_id, looks_like_local_path, render_model_card
+from publishing import is_hub_id, looks_like_local_path, render_model_card
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO_ROOT / "dataset_builder" / "sample"
@@ -50,7 +50,7 @@ def _results(sets: dict[str, tuple[list[str], list[list[str]], list[str]]]) -> d
 
 
 def fabricate_card_inputs(output_dir: Path, base: str, baseline: bool = True) -> Path:
-    """What model_card reads from a finetune.py output_dir, with real scores: every test image's first human caption
+    """What the card reads from a finetune.py output_dir, with real scores: every test image's first human caption
     as "prediction" against the other four (leave-one-out), and a constant caption as the zero-shot baseline."""
     test, val = _rows("test"), _rows("val")[:4]
     refs = [[row[f"caption_{i}"] for i in range(2, 6)] for row in test]

@@ -27,7 +27,7 @@ def processor(tiny_checkpoint):
 
 def rows(sample_images):
     return [
-        {"image": image, "captions": captions, "source": "RSICD", "filename": f"{i}.jpg"}
+        {"image": image, "captions": captions, "source": "RSICD", "filename": f"{i}.jpg", "row_index": i}
         for i, (image, captions) in enumerate(zip(sample_images, CAPTIONS))
     ]
 
@@ -91,6 +91,13 @@ def test_eval_collator_generation_inputs_hold_the_prompt_only(processor, sample_
         assert torch.equal(prompt_ids, alone["input_ids"][0])
     assert (batch["gen_token_type_ids"] == 0).all()
     assert batch["gen_attention_mask"][:, -1].all()  # left padded: generation continues from the last column
+    assert batch["row_index"].flatten().tolist() == [0, 1]
+
+
+def test_eval_collator_requires_the_row_index(processor, sample_images):
+    unindexed = [{key: value for key, value in row.items() if key != "row_index"} for row in rows(sample_images)]
+    with pytest.raises(ValueError, match="evaluation rows need a `row_index` column"):
+        TSNPaliGemmaEvalCollator(processor)(unindexed)
 
 
 def test_decode_and_postprocess(processor):

@@ -22,6 +22,7 @@ from huggingface_hub import ModelCard, constants
 from PIL import Image, ImageDraw
 from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
 
+import publishing
 import push_to_hub
 from metrics import caption_metrics, java_available
 from qlora import apply_lora
@@ -43,6 +44,7 @@ MERGED_FILES = {
     "model.safetensors",
     "modeling_tsn_paligemma.py",
     "processor_config.json",
+    "segment_encoder_tsn_paligemma.py",
     "samples.png",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -56,6 +58,7 @@ ADAPTER_FILES = {
     "eval_results.json",
     "modeling_tsn_paligemma.py",
     "processor_config.json",
+    "segment_encoder_tsn_paligemma.py",
     "samples.png",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -289,6 +292,7 @@ def test_dry_run_writes_exactly_the_merged_model_files(run, merged_export):
         "model.safetensors",
         "configuration_tsn_paligemma.py",
         "modeling_tsn_paligemma.py",
+        "segment_encoder_tsn_paligemma.py",
         "generation_config.json",
         "tokenizer.json",
         "processor_config.json",
@@ -350,8 +354,8 @@ def test_dry_run_card_model_index_equals_eval_results(run, merged_export):
 
 WORKER = r'''
 import os, re, sys
-for name in ("configuration_tsn_paligemma", "modeling_tsn_paligemma", "processing", "qlora", "model_card",
-             "push_to_hub", "scripts", "metrics", "fake_hub"):
+for name in ("configuration_tsn_paligemma", "modeling_tsn_paligemma", "segment_encoder_tsn_paligemma", "processing",
+             "qlora", "publishing", "push_to_hub", "scripts", "metrics", "fake_hub"):
     sys.modules[name] = None  # as on a machine without the repo: only the exported files can be used
 import torch
 from PIL import Image
@@ -612,8 +616,8 @@ def test_a_local_path_in_a_published_file_stops_the_export(run, tmp_path):
     template = run.output_dir / "merged" / "chat_template.jinja"
     template.write_text("{# written in " + str(run.output_dir) + " #}{{ messages }}")
     try:
-        with pytest.raises(push_to_hub.PushToHubError, match="chat_template.jinja would publish the local path"):
-            push_to_hub.publish(run.output_dir, REPO_ID, dry_run=tmp_path / "export")
+        with pytest.raises(publishing.PublishError, match="chat_template.jinja would publish the local path"):
+            publishing.publish(run.output_dir, REPO_ID, dry_run=tmp_path / "export")
     finally:
         template.unlink()
     assert not (tmp_path / "export").exists()
@@ -628,5 +632,5 @@ def test_a_local_path_in_a_published_file_stops_the_export(run, tmp_path):
             }
         )
     )
-    cleaned = json.loads(push_to_hub.public_json("tokenizer_config.json", source, None))
+    cleaned = json.loads(publishing.public_json("tokenizer_config.json", source, None))
     assert cleaned == {"name_or_path": HUB_BASE, "tokenizer_class": "GemmaTokenizer"}

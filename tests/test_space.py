@@ -7,7 +7,7 @@ import shutil
 import urllib.request
 
 import yaml
-from test_push_to_hub import REPO_ID, _folder_files, fabricate_output_dir
+from test_push_to_hub import REPO_ID, REPO_ROOT, _folder_files, fabricate_output_dir
 
 import push_to_hub
 from publishing import SPACE_CODE_FILES
@@ -29,7 +29,7 @@ def test_dry_run_writes_the_model_and_its_space(tmp_path):
     space = _folder_files(export / "space")
     assert set(space) == SPACE_FILES
     for name in SPACE_CODE_FILES:  # the project's own files, unchanged
-        assert space[name] == (push_to_hub.REPO_ROOT / name).read_bytes()
+        assert space[name] == (REPO_ROOT / name).read_bytes()
     assert json.loads(space["app_config.json"]) == {"model": REPO_ID}
     metadata = space_metadata(space["README.md"])
     assert metadata["sdk"] == "gradio" and metadata["app_file"] == "app.py" and metadata["models"] == [REPO_ID]

@@ -22,6 +22,7 @@ import json
 import logging
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..layout import CAPTIONS_FILE
@@ -255,18 +256,28 @@ def _table_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def read_table(
-    path, source: str | None = None, split: str | None = None, image_column: str | None = None
-) -> list[ImportRecord]:
-    """Generic CSV/JSONL: an image column plus captions as a `captions` list, `caption_1..N` columns, or one
-    `caption` per row (rows of the same image are grouped). Optional `source` and `split` columns.
+@dataclass(frozen=True)
+class _TableColumns:
+    """Where a CSV/JSONL table keeps the image name and the captions; `keys` maps lower-cased names to the
+    header as written, so column matching ignores case and surrounding spaces."""
 
-    A RISC `captions.csv` is a valid input: re-importing a folder converts its images to RGB and resizes them.
-    """
-    path = Path(path)
-    rows = _table_rows(path)
-    if not rows:
-        raise ValueError(f"{path} has no rows.")
+    keys: dict[str, str]
+    image: str
+    numbered: list[str]  # caption_1..N (lower-cased), in numeric order so caption_10 comes after caption_9
+    single: str | None  # the one-caption-per-row column, used when there is neither `captions` nor caption_N
+
+    def captions(self, row: dict) -> list:
+        """The captions of one row: the `captions` list if there is one, else caption_1..N, else the single column."""
+        if "captions" in self.keys:
+            value = row[self.keys["captions"]]
+            return json.loads(value) if isinstance(value, str) else list(value or [])
+        if self.numbered:
+            return [str(row[self.keys[k]] or "") for k in self.numbered]
+        return [str(row.get(self.single) or "")]
+
+
+def _table_columns(path: Path, rows: list[dict], image_column: str | None) -> _TableColumns:
+    """Find the image and caption columns from the first row's keys; raise naming the columns there are."""
     keys = {key.strip().lower(): key for key in rows[0] if key is not None}
     if image_column:
         image_key = keys.get(image_column.lower())
@@ -280,21 +291,20 @@ def read_table(
     single = next((keys[k] for k in SINGLE_CAPTION_COLUMNS if k in keys), None)
     if "captions" not in keys and not numbered and single is None:
         raise ValueError(f"{path}: no caption column (captions, caption_1..N or caption) among {', '.join(keys)}.")
-    file_split = split or (None if "split" in keys else infer_split(path))
-    file_source = source or (None if "source" in keys else infer_source(path))
-    if file_source is None and "source" not in keys:
-        _require_source(path, None)
+    return _TableColumns(keys, image_key, numbered, single)
+
+
+def _group_by_image(
+    path: Path, rows: list[dict], columns: _TableColumns, file_split: str | None, file_source: str | None
+) -> dict[str, dict]:
+    """Rows of the same image merged into one entry (one-caption-per-row tables), in order of first appearance;
+    split, source and origin come from the image's first row."""
+    keys = columns.keys
     offset = 1 if path.suffix.lower() in (".jsonl", ".ndjson") else 2  # CSV: line 1 is the header
     grouped: dict[str, dict] = OrderedDict()
     for position, row in enumerate(rows):
-        image = str(row.get(image_key) or "").strip()
-        if "captions" in keys:
-            value = row[keys["captions"]]
-            captions = json.loads(value) if isinstance(value, str) else list(value or [])
-        elif numbered:
-            captions = [str(row[keys[k]] or "") for k in numbered]
-        else:
-            captions = [str(row.get(single) or "")]
+        image = str(row.get(columns.image) or "").strip()
+        captions = columns.captions(row)
         entry = grouped.setdefault(
             image,
             {
@@ -305,8 +315,29 @@ def read_table(
             },
         )
         entry["captions"].extend(str(caption).strip() for caption in captions)
+    return grouped
+
+
+def read_table(
+    path, source: str | None = None, split: str | None = None, image_column: str | None = None
+) -> list[ImportRecord]:
+    """Generic CSV/JSONL: an image column plus captions as a `captions` list, `caption_1..N` columns, or one
+    `caption` per row (rows of the same image are grouped). Optional `source` and `split` columns.
+
+    A RISC `captions.csv` is a valid input: re-importing a folder converts its images to RGB and resizes them.
+    """
+    path = Path(path)
+    rows = _table_rows(path)
+    if not rows:
+        raise ValueError(f"{path} has no rows.")
+    columns = _table_columns(path, rows, image_column)
+    keys = columns.keys
+    file_split = split or (None if "split" in keys else infer_split(path))
+    file_source = source or (None if "source" in keys else infer_source(path))
+    if file_source is None and "source" not in keys:
+        _require_source(path, None)
     records = []
-    for image, entry in grouped.items():
+    for image, entry in _group_by_image(path, rows, columns, file_split, file_source).items():
         records.append(
             ImportRecord(
                 normalize_source(entry["source"]),

@@ -225,6 +225,76 @@ def _read_existing(output_dir: Path) -> list[list[str]]:
     return rows[1:]
 
 
+def _convert_images(
+    todo: list[tuple[int, ImportRecord]],
+    sources: dict[int, Path],
+    image_out: Path,
+    size: int | None,
+    num_threads: int | None,
+) -> dict[int, ImportProblem]:
+    """Convert every image of `todo` into `image_out`, in threads (Pillow releases the GIL while decoding).
+
+    Returns the images that could not be read, by record position; a file can pass the name lookup and still
+    turn out not to be an image, which only decoding shows.
+    """
+
+    def convert(item):
+        position, record = item
+        try:
+            convert_image(sources[position], image_out / record.output_name, size)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            detail = f"{sources[position]}: {error}"
+            return position, ImportProblem(record.origin, record.output_name, "unreadable_image", detail)
+        return position, None
+
+    with ThreadPoolExecutor(max_workers=num_threads or min(8, (os.cpu_count() or 1) + 1)) as pool:
+        return {position: problem for position, problem in pool.map(convert, todo) if problem is not None}
+
+
+def _write_captions_csv(output_dir: Path, existing: list[list[str]], todo: list[tuple[int, ImportRecord]]) -> None:
+    """Write captions.csv: the rows already there (append) followed by the imported records.
+
+    Written last and atomically (temporary file, then rename): an interrupted import never leaves a half-valid
+    folder.
+    """
+    tmp = output_dir / f".{CAPTIONS_FILE}.{os.getpid()}.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(REQUIRED_COLUMNS)
+        writer.writerows(existing)
+        for _, record in todo:
+            writer.writerow([record.source, record.split, record.output_name, *record.captions[:NUM_CAPTIONS]])
+    os.replace(tmp, output_dir / CAPTIONS_FILE)
+
+
+def _count_written(todo: list[tuple[int, ImportRecord]]) -> dict[str, dict[str, int]]:
+    """split -> source -> images written, for the summary."""
+    counts: dict[str, dict[str, int]] = {}
+    for _, record in todo:
+        counts.setdefault(record.split, {}).setdefault(record.source, 0)
+        counts[record.split][record.source] += 1
+    return counts
+
+
+def _write_report(output_dir: Path, problems: list[ImportProblem], total: int) -> Path:
+    """Write every skipped entry to `import_report.csv` and log the count per reason, so none is lost silently."""
+    report_path = output_dir / REPORT_FILE
+    with open(report_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["origin", "image", "reason", "detail", "fix"])
+        for problem in problems:
+            writer.writerow([problem.origin, problem.image, problem.reason, problem.detail, problem.fix])
+    by_reason = Counter(p.reason for p in problems)
+    logger.warning(
+        "Skipped %d of %d entries (%s); every skipped entry is listed in %s",
+        len({(p.origin, p.image) for p in problems}),
+        total,
+        ", ".join(f"{reason}: {count}" for reason, count in by_reason.items()),
+        report_path,
+    )
+    return report_path
+
+
 def write_risc(
     records: list[ImportRecord],
     images_dir: str | os.PathLike,
@@ -252,52 +322,14 @@ def write_risc(
     image_out = output_dir / "resized"
     image_out.mkdir(parents=True, exist_ok=True)
     todo = [(i, r) for i, r in enumerate(records) if i not in bad]
-
-    def convert(item):
-        position, record = item
-        try:
-            convert_image(sources[position], image_out / record.output_name, size)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-            detail = f"{sources[position]}: {error}"
-            return position, ImportProblem(record.origin, record.output_name, "unreadable_image", detail)
-        return position, None
-
-    with ThreadPoolExecutor(max_workers=num_threads or min(8, (os.cpu_count() or 1) + 1)) as pool:
-        failures = {position: problem for position, problem in pool.map(convert, todo) if problem is not None}
+    failures = _convert_images(todo, sources, image_out, size, num_threads)
     if failures:
         problems += list(failures.values())
         if not skip_invalid:
             raise RISCImportError(problems, len(records))
         todo = [(i, r) for i, r in todo if i not in failures]
 
-    # captions.csv is written last and atomically: an interrupted import never leaves a half-valid folder
-    tmp = output_dir / f".{CAPTIONS_FILE}.{os.getpid()}.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(REQUIRED_COLUMNS)
-        writer.writerows(existing)
-        for _, record in todo:
-            writer.writerow([record.source, record.split, record.output_name, *record.captions[:NUM_CAPTIONS]])
-    os.replace(tmp, output_dir / CAPTIONS_FILE)
-
-    counts: dict[str, dict[str, int]] = {}
-    for _, record in todo:
-        counts.setdefault(record.split, {}).setdefault(record.source, 0)
-        counts[record.split][record.source] += 1
-    report_path = None
-    if problems:
-        report_path = output_dir / REPORT_FILE
-        with open(report_path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["origin", "image", "reason", "detail", "fix"])
-            for problem in problems:
-                writer.writerow([problem.origin, problem.image, problem.reason, problem.detail, problem.fix])
-        by_reason = Counter(p.reason for p in problems)
-        logger.warning(
-            "Skipped %d of %d entries (%s); every skipped entry is listed in %s",
-            len({(p.origin, p.image) for p in problems}),
-            len(records),
-            ", ".join(f"{reason}: {count}" for reason, count in by_reason.items()),
-            report_path,
-        )
+    _write_captions_csv(output_dir, existing, todo)
+    counts = _count_written(todo)
+    report_path = _write_report(output_dir, problems, len(records)) if problems else None
     return ImportSummary(output_dir, len(todo), counts, problems, report_path)

@@ -1,0 +1,248 @@
+"""The model card (README.md) of a published TSN-PaliGemma, rendered from a finetune.py output_dir through
+huggingface_hub's `ModelCard.from_template` and `templates/model_card.md`.
+
+The YAML metadata is a `ModelCardData` (license, base model, pipeline tag, tags, datasets, widget, and a `model-index`
+holding the test scores of eval_results.json exactly); the body says what the model is, its TSN settings, results
+overall and per source next to the zero-shot baseline, usage, the training recipe, cost, limitations and citations.
+The card never contains a local path.
+
+```python
+>>> from publishing import render_model_card
+>>> text = render_model_card("outputs/risc", "user/tsn-paligemma-risc", base_model="google/paligemma-3b-pt-224")
+>>> from huggingface_hub import ModelCard  # doctest: +SKIP
+>>> ModelCard(text).data.eval_results[0].metric_value  # doctest: +SKIP
+0.7312...
+```
+"""
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from dataset_builder import CITATION as RISC_CITATION
+from processing import DEFAULT_PROMPT
+
+from . import card_rows
+from .run_folder import (
+    EXAMPLE_IMAGE,
+    SAMPLES_IMAGE,
+    base_model_id,
+    dataset_id,
+    find_example_image,
+    load_baseline,
+    model_config,
+    read_finetune_config,
+    read_jsonl,
+    read_optional_json,
+    read_test_results,
+)
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+LICENSE = "gemma"  # every PaliGemma (1 and 2) checkpoint is under the Gemma terms; a fine-tune inherits them
+GENERATE_CODE = """image = Image.open("aerial.jpg").convert("RGB")
+inputs = processor(images=image, text="<image>{prompt}", return_tensors="pt")
+with torch.no_grad():
+    output = model.generate(**inputs, max_new_tokens={max_new_tokens}, num_beams={num_beams}, do_sample=False)
+caption = processor.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+print(caption)"""
+
+
+def _eval_results(test: dict, dataset: str) -> list[EvalResult]:
+    """model-index entries: one result per set (all sources, then each source) x metric, values as in the json."""
+    sets = [("all", f"{dataset} (all sources)", test["overall"])]
+    sets += [
+        (group.lower(), f"{dataset} {card_rows.SOURCE_NAMES.get(group, group)}", scores)
+        for group, scores in (test.get("groups") or {}).items()
+    ]
+    return [
+        EvalResult(
+            task_type="image-text-to-text",
+            task_name="Image captioning",
+            dataset_type=dataset,
+            dataset_name=name,
+            dataset_config=config,
+            dataset_split="test",
+            metric_type=key,
+            metric_name=card_rows.METRIC_NAMES.get(key, key),
+            metric_value=value,
+        )
+        for config, name, scores in sets
+        for key, value in scores.items()
+        if value is not None
+    ]
+
+
+def _tags(integration: str, strategy: str, quantization: str, adapter_only: bool) -> list[str]:
+    method = {"full": "full-training", "freeze": "partial-training"}.get(strategy)
+    method = method or ("qlora" if quantization == "4bit" else "lora")
+    tags = ["remote-sensing", "aerial-imagery", "image-captioning", "paligemma", "tsn", f"tsn-{integration}", method]
+    tags += ["peft", "lora"] if adapter_only else ["custom_code"]
+    return list(dict.fromkeys(tags))
+
+
+def _card_data(run: dict, repo_id: str, adapter_only: bool, revision: str) -> ModelCardData:
+    extra: dict[str, Any] = {}
+    if run["base_id"]:
+        extra["base_model_relation"] = "adapter" if adapter_only else "finetune"
+    if run["example"] is not None:
+        extra["widget"] = [
+            {
+                "src": f"https://huggingface.co/{repo_id}/resolve/{revision}/{EXAMPLE_IMAGE}",
+                "text": f"<image>{run['prompt']}",
+                "example_title": "aerial image",
+            }
+        ]
+    return ModelCardData(
+        license=LICENSE,
+        base_model=run["base_id"],
+        pipeline_tag="image-text-to-text",
+        library_name="peft" if adapter_only else "transformers",
+        language=["en"],
+        tags=_tags(run["integration"], run["strategy"], run["quantization"], adapter_only),
+        datasets=[run["dataset"]],
+        metrics=["bleu", "meteor", "rouge", "cider"],
+        model_name=repo_id.split("/")[-1],
+        eval_results=_eval_results(run["eval_results"]["test"], run["dataset"]),
+        **extra,
+    )
+
+
+def _summary(tsn: dict) -> str:
+    integration = tsn.get("tsn_integration", "enhanced")
+    if integration == "direct":
+        return "This release uses the `direct` integration: plain PaliGemma, without the segment encoder."
+    grids = ", ".join(f"{rows}x{cols}" for rows, cols in tsn.get("tsn_segment_scales") or [])
+    return (
+        f"TSN-PaliGemma adds a TSN-style multi-scale segment encoder to PaliGemma's image path: the image is cut "
+        f"into grids ({grids}), every crop goes through a {tsn.get('tsn_backbone', 'CNN')} in one batched call, "
+        f"and the segment features reach the language model through the `{integration}` integration."
+    )
+
+
+def _pruned_text(config: dict) -> str:
+    parts = [
+        f"{'language-model' if part == 'text' else 'SigLIP'} layers {', '.join(map(str, layers))}"
+        for part, layers in (config.get("pruned_layers") or {}).items()
+        if layers
+    ]
+    return " and ".join(parts)
+
+
+def _method(strategy: str, quantization: str) -> tuple[str, str]:
+    """(how it was trained, what this repo holds) for the card's first lines."""
+    if strategy in ("full", "freeze"):
+        return {"full": "full training", "freeze": "partial training"}[strategy], "full model"
+    method = {"4bit": "QLoRA", "8bit": "LoRA on an 8-bit base"}.get(quantization, "LoRA")
+    return method, "full model (LoRA merged)"
+
+
+def read_run(output_dir: Path, adapter_only: bool, base_model: str | None, dataset: str | None) -> dict:
+    """Everything the card shows, read from the output_dir once."""
+    finetune_config = read_finetune_config(output_dir)
+    config = model_config(output_dir, adapter_only)
+    tsn = {**{k: v for k, v in finetune_config.items() if k.startswith("tsn_")}, **config}
+    return {
+        "eval_results": read_test_results(output_dir),
+        "finetune_config": finetune_config,
+        "config": config,
+        "tsn": tsn,
+        "integration": tsn.get("tsn_integration", "enhanced"),
+        "strategy": card_rows.strategy(finetune_config),
+        "quantization": finetune_config.get("quantization", "4bit"),
+        "base_id": base_model_id(finetune_config, base_model),
+        "dataset": dataset_id(finetune_config, dataset),
+        "prompt": finetune_config.get("prompt") or DEFAULT_PROMPT,
+        "predictions": read_jsonl(output_dir / "predictions.jsonl"),
+        "characteristics": read_optional_json(output_dir / "characteristics.json"),
+        "trainable": read_optional_json(output_dir / "training_summary.json").get("trainable_parameters"),
+        "has_samples": (output_dir / SAMPLES_IMAGE).is_file(),
+        "example": None if adapter_only else find_example_image(output_dir),
+    }
+
+
+def _template_values(run: dict, repo_id: str, adapter_only: bool, revision: str, baseline: dict | None) -> dict:
+    finetune_config, base_id = run["finetune_config"], run["base_id"]
+    base_text = f"[{base_id}](https://huggingface.co/{base_id})" if base_id else "a local PaliGemma checkpoint"
+    method, kind = _method(run["strategy"], run["quantization"])
+    max_new_tokens = int(finetune_config.get("max_new_tokens") or 30)
+    num_beams = int(finetune_config.get("num_beams") or 1)
+    overall = run["eval_results"]["test"]["overall"]
+    return {
+        "name": repo_id.split("/")[-1],
+        "repo_id": repo_id,
+        "revision": revision,
+        "adapter_only": adapter_only,
+        "base_id": base_id,
+        "base_text": base_text,
+        "method": method,
+        "kind": "LoRA adapter (with the trained segment encoder)" if adapter_only else kind,
+        "summary": _summary(run["tsn"]),
+        "pruned_text": _pruned_text(run["config"]),
+        "tsn_rows": card_rows.tsn_rows(run["tsn"]),
+        "baseline_note": '"zero-shot base" rows: the same architecture before fine-tuning, evaluated the same way.'
+        if baseline
+        else "No zero-shot baseline was provided for this release.",
+        "results_header": [
+            "set",
+            "images",
+            *(card_rows.METRIC_NAMES.get(k, k) for k in card_rows.metric_keys(overall)),
+        ],
+        "results_rows": card_rows.results_rows(run["eval_results"], baseline, _source_counts(run["predictions"])),
+        "has_samples": run["has_samples"],
+        "samples_image": SAMPLES_IMAGE,
+        "example_rows": card_rows.example_rows(run["predictions"]),
+        "prompt": run["prompt"],
+        "max_new_tokens": max_new_tokens,
+        "generate_code": GENERATE_CODE.format(
+            prompt=run["prompt"], max_new_tokens=max_new_tokens, num_beams=num_beams
+        ),
+        "training_rows": card_rows.training_rows(finetune_config, base_text, run["trainable"]),
+        "cost_rows": card_rows.cost_rows(run["characteristics"]),
+        "cost_note": card_rows.cost_note(run["characteristics"]),
+        "citations": (TEMPLATES / "citations.bib").read_text(encoding="utf-8") + RISC_CITATION.strip(),
+    }
+
+
+def _source_counts(predictions: list[dict]) -> dict[str, int]:
+    return dict(Counter(record.get("source", "-") for record in predictions))
+
+
+def render_model_card(
+    output_dir: str | Path,
+    repo_id: str,
+    adapter_only: bool = False,
+    base_model: str | None = None,
+    baseline_results: str | Path | dict | None = None,
+    *,
+    revision: str | None = None,
+    dataset: str | None = None,
+    space_id: str | None = None,
+) -> str:
+    """README.md text (YAML metadata + markdown) for publishing `output_dir` (a finetune.py output) as `repo_id`.
+
+    Args:
+        output_dir: finetune.py's output_dir (eval_results.json, finetune_config.yaml, merged/ or adapter/, and
+            optionally predictions.jsonl, samples.png, characteristics.json, example.jpg).
+        repo_id: `user/name` on the Hub, used in the usage code.
+        adapter_only: card of an adapter-only repo (rebuild recipe) instead of the merged model.
+        base_model: Hub id of the base PaliGemma; default: finetune_config's model_name_or_path if a Hub id.
+        baseline_results: zero-shot scores (path or dict); default: eval_results.json's "baseline_test".
+        revision: branch named in the usage code (default "main"); the card asks users to pin a commit.
+        dataset: Hub dataset id for the metadata (default: finetune_config's dataset_id / dataset_name if a Hub
+            id, else "RISC").
+        space_id: a Gradio Space showing the model, linked from the card.
+    """
+    run = read_run(Path(output_dir), adapter_only, base_model, dataset)
+    baseline = load_baseline(run["eval_results"], baseline_results)
+    revision = revision or "main"
+    card = ModelCard.from_template(
+        _card_data(run, repo_id, adapter_only, revision),
+        template_path=str(TEMPLATES / "model_card.md"),
+        space_id=space_id,
+        **_template_values(run, repo_id, adapter_only, revision, baseline),
+    )
+    text = str(card)
+    ModelCard(text)  # parses back (metadata and model-index), as the Hub will
+    return text

@@ -1,0 +1,213 @@
+"""The rows of the model card's tables, formatted and escaped for Markdown: TSN settings, results, training recipe,
+cost and example captions. Values that are local paths never reach a row."""
+
+from pathlib import Path
+from typing import Any
+
+from .paths import looks_like_local_path
+
+METRIC_NAMES = {
+    "bleu_1": "BLEU-1",
+    "bleu_2": "BLEU-2",
+    "bleu_3": "BLEU-3",
+    "bleu_4": "BLEU-4",
+    "meteor": "METEOR",
+    "rouge_l": "ROUGE-L",
+    "cider": "CIDEr",
+}
+SOURCE_NAMES = {"NWPU": "NWPU-Captions", "RSICD": "RSICD", "UCM": "UCM-Captions", "SYDNEY": "Sydney-Captions"}
+INTEGRATIONS = {
+    "enhanced": "segment features are fused into every projected SigLIP image token (each token combines the "
+    "segments whose crop covers its patch); the language model sees the usual number of image tokens",
+    "adapter": "one extra image token per segment is appended after the SigLIP tokens",
+    "replace": "the SigLIP tower is replaced: the image tokens come from the CNN feature maps of every segment",
+    "direct": "plain PaliGemma without the segment encoder (the ablation baseline)",
+}
+LANGUAGE_MODELS = {"gemma": "Gemma (PaliGemma 1)", "gemma2": "Gemma 2 (PaliGemma 2)"}
+TRAINING_KEYS = [  # (finetune_config.yaml key, label); only these are shown, never paths
+    ("learning_rate", "learning rate"),
+    ("lr_scheduler_type", "schedule"),
+    ("warmup_steps", "warm-up steps"),
+    ("warmup_ratio", "warm-up ratio"),
+    ("num_train_epochs", "epochs"),
+    ("max_steps", "max steps"),
+    ("per_device_train_batch_size", "batch size per device"),
+    ("gradient_accumulation_steps", "gradient accumulation"),
+    ("weight_decay", "weight decay"),
+    ("label_smoothing_factor", "label smoothing"),
+    ("caption_choice", "caption per image and epoch"),
+    ("bf16", "bf16"),
+    ("fp16", "fp16"),
+    ("seed", "seed"),
+]
+QUANTIZED_BASES = {
+    "4bit": "4-bit NF4 base with double quantization (QLoRA)",
+    "8bit": "8-bit base",
+    "none": "full-precision base",
+}
+
+
+def number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def significant(value: Any) -> str:
+    """1641.6 -> "1641.6", 0.0123 -> "0.0123": one decimal for large values, 3 significant digits for small."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "-"
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def count(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if value >= limit:
+            return f"{value / limit:.2f} {suffix}"
+    return str(value)
+
+
+def cell(value: Any) -> str:
+    """A Markdown table cell: pipes escaped, one line."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def setting_cell(value: Any) -> str:
+    """A cell showing a config value: local paths are withheld."""
+    return cell("(local path)" if looks_like_local_path(value) else value)
+
+
+def strategy(finetune_config: dict) -> str:
+    """The run's `train_strategy` (configs written before strategies existed trained LoRA or QLoRA)."""
+    return finetune_config.get("train_strategy", "qlora" if finetune_config.get("quantization") != "none" else "lora")
+
+
+def method_text(finetune_config: dict) -> str:
+    """What trained, by `train_strategy`."""
+    name = strategy(finetune_config)
+    if name == "full":
+        return "full training: every weight of the model trained (`train_strategy: full`)"
+    if name == "freeze":
+        return (
+            f"only the parameters matching `{finetune_config.get('trainable_modules', '-')}` trained, the rest "
+            "frozen (`train_strategy: freeze`)"
+        )
+    quantization = finetune_config.get("quantization")
+    base = QUANTIZED_BASES.get(quantization, f"quantization {quantization}")
+    lora = (
+        f"LoRA r={finetune_config.get('lora_r', '-')}, alpha={finetune_config.get('lora_alpha', '-')}, "
+        f"dropout {finetune_config.get('lora_dropout', '-')} on the language model's q/k/v/o/gate/up/down "
+        "projections; the segment encoder trains fully"
+    )
+    return f"{base}; {lora} (`train_strategy: {name}`)"
+
+
+def _fusion_text(config: dict) -> str:
+    fusion = config.get("tsn_fusion")
+    detail = {
+        "gated": "`siglip + tanh(gate) * context`, gate learned from 0",
+        "ratio": f"`{config.get('tsn_original_ratio')} * siglip + {config.get('tsn_ratio')} * context`",
+    }.get(fusion, "")
+    return f"`{fusion}`: {detail}"
+
+
+def tsn_rows(config: dict) -> list[tuple[str, str]]:
+    integration = config.get("tsn_integration", "enhanced")
+    rows = [("integration", f"`{integration}`: {INTEGRATIONS.get(integration, '')}")]
+    if integration != "direct":
+        rows += [
+            ("backbone", config.get("tsn_backbone")),
+            ("segment grids", ", ".join(f"{r}x{c}" for r, c in config.get("tsn_segment_scales") or [])),
+            ("crop size", config.get("tsn_crop_size") or "native size of the finest grid's crops"),
+            ("consensus over covering segments", config.get("tsn_consensus")),
+        ]
+        if integration == "enhanced":
+            rows.append(("fusion", _fusion_text(config)))
+        if integration == "replace":
+            rows.append(("tokens per segment side", config.get("tsn_replace_grid_size")))
+        if config.get("tsn_dropout"):
+            rows.append(("segment dropout", config.get("tsn_dropout")))
+    vision, text = config.get("vision_config") or {}, config.get("text_config") or {}
+    model_type = text.get("model_type", "-")
+    rows += [
+        ("image size", f"{vision.get('image_size', '-')} px"),
+        ("image tokens", config.get("image_seq_length", "-")),
+        ("language model", LANGUAGE_MODELS.get(model_type, model_type)),
+    ]
+    return [(label, setting_cell(value)) for label, value in rows]
+
+
+def metric_keys(overall: dict) -> list[str]:
+    return [key for key in METRIC_NAMES if key in overall] + [key for key in overall if key not in METRIC_NAMES]
+
+
+def results_rows(eval_results: dict, baseline: dict | None, counts: dict[str, int]) -> list[list[str]]:
+    """Test overall, then each source, each followed by its zero-shot row; val overall last."""
+    test, baseline = eval_results["test"], baseline or {}
+    keys = metric_keys(test["overall"])
+    rows = []
+
+    def add(label: str, scores: dict | None, images: Any) -> None:
+        if scores:
+            rows.append([label, str(images), *(number(scores.get(key)) for key in keys)])
+
+    overall_count = test.get("num_samples") or sum(counts.values()) or "-"
+    add("**test, all sources**", test["overall"], overall_count)
+    add("zero-shot base", baseline.get("overall"), baseline.get("num_samples") or overall_count)
+    for group, scores in (test.get("groups") or {}).items():
+        add(f"**test, {SOURCE_NAMES.get(group, group)}**", scores, counts.get(group, "-"))
+        add("zero-shot base", (baseline.get("groups") or {}).get(group), counts.get(group, "-"))
+    if isinstance(eval_results.get("val"), dict):
+        add("val, all sources", eval_results["val"].get("overall"), eval_results["val"].get("num_samples") or "-")
+    return rows
+
+
+def training_rows(finetune_config: dict, base_text: str, trainable: int | None) -> list[tuple[str, str]]:
+    rows = [("base model", cell(base_text)), ("method", cell(method_text(finetune_config)))]
+    if trainable:
+        rows.append(("trained parameters", count(trainable)))
+    rows += [(label, setting_cell(finetune_config[key])) for key, label in TRAINING_KEYS if key in finetune_config]
+    generation = [
+        f"{finetune_config[key]} {label}"
+        for key, label in (("num_beams", "beams"), ("max_new_tokens", "new tokens at most"))
+        if key in finetune_config
+    ]
+    if generation:
+        rows.append(("generation (evaluation)", cell(", ".join(generation))))
+    return rows
+
+
+def cost_rows(characteristics: dict) -> list[tuple[str, str]]:
+    if not characteristics:
+        return []
+    return [
+        ("parameters", count(characteristics.get("total_parameters"))),
+        ("trained parameters (LoRA + segment encoder)", count(characteristics.get("trainable_parameters"))),
+        ("GFLOPs per caption", significant(characteristics.get("gflops_per_caption"))),
+        ("latency per image, mean", f"{number(characteristics.get('latency_ms_mean'), 1)} ms"),
+        ("latency per image, p95", f"{number(characteristics.get('latency_ms_p95'), 1)} ms"),
+    ]
+
+
+def cost_note(characteristics: dict) -> str:
+    get = characteristics.get
+    return (
+        f"Measured on {get('device', 'an unnamed device')}, {get('dtype', '-')}, over "
+        f"{get('num_images', '-')} test images, {get('num_beams', '-')} beam(s), at most "
+        f"{get('max_new_tokens', '-')} new tokens per caption."
+    )
+
+
+def example_rows(predictions: list[dict]) -> list[tuple[str, ...]]:
+    rows = []
+    for record in predictions[:4]:
+        image = Path(str(record.get("image", "-"))).name
+        reference = (record.get("references") or ["-"])[0]
+        rows.append(
+            tuple(cell(v) for v in (image, record.get("source", "-"), record.get("prediction", ""), reference))
+        )
+    return rows
