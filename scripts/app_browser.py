@@ -6,7 +6,6 @@ Used by the browser tests and to take the README's screenshot:
 Needs Debian's `chromium` and `chromium-driver` (/usr/bin/chromium, /usr/bin/chromedriver) and selenium.
 """
 
-import argparse
 import os
 import shutil
 import socket
@@ -16,7 +15,10 @@ import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from command_line import parse_command_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -128,13 +130,22 @@ def caption_in_page(
     return captions.get_attribute("value"), message.text
 
 
+@dataclass
+class ScreenshotArguments:
+    screenshot: str = field(metadata={"help": "The PNG to write."})
+    images: list[str] = field(default_factory=list, metadata={"help": "Images to upload."})
+    model: str = field(default=str(REPO_ROOT / "examples" / "rsicd-mini"), metadata={"help": "Model to serve."})
+    num_beams: int = field(default=3, metadata={"help": "Beams set in the page."})
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Screenshot app.py in headless Chromium.")
-    parser.add_argument("images", nargs="+", help="Images to upload.")
-    parser.add_argument("--screenshot", required=True, help="PNG to write.")
-    parser.add_argument("--model", default=str(REPO_ROOT / "examples" / "rsicd-mini"))
-    parser.add_argument("--num_beams", type=int, default=3)
-    args = parser.parse_args(argv)
+    args = parse_command_line(
+        ScreenshotArguments,
+        argv,
+        variadic="images",
+        variadic_missing="no images given: pass the images to upload.",
+        usage="python -m scripts.app_browser --screenshot PNG [--model M] IMAGE...",
+    )
     missing = browser_missing()
     if missing:
         print(f"app_browser: {missing}", file=sys.stderr)

@@ -15,6 +15,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from command_line import parse_command_line
+from publishing import public_json
 from publishing.run_folder import CODE_FILES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +36,15 @@ def link_code_files(output_dir: Path) -> None:
         target.symlink_to(os.path.relpath(REPO_ROOT / name, output_dir))
 
 
+def drop_local_paths(output_dir: Path) -> None:
+    """The JSON files as they would be published: no local path, no record of how they were loaded here."""
+    for path in sorted(output_dir.glob("*.json")):
+        if path.name != "tokenizer.json":  # a vocabulary, not settings
+            public = public_json(path.name, path, base_id=None)
+            if public is not None:
+                path.write_bytes(public)
+
+
 def export_example(args: ExportArguments) -> Path:
     output_dir = Path(args.output_dir)
     model = AutoModelForImageTextToText.from_pretrained(args.model_dir, trust_remote_code=True, dtype=torch.bfloat16)
@@ -42,6 +52,7 @@ def export_example(args: ExportArguments) -> Path:
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     link_code_files(output_dir)
+    drop_local_paths(output_dir)
     megabytes = (output_dir / "model.safetensors").stat().st_size / 1e6
     if megabytes > args.max_megabytes:
         raise ValueError(

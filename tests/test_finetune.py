@@ -24,7 +24,7 @@ SAMPLE = str(REPO_ROOT / "dataset_builder" / "sample")
 
 @pytest.fixture(scope="module")
 def demo(tiny_checkpoint) -> list[str]:
-    """configs/demo.yaml on an existing model folder (the config's outputs/tiny-base is built by `make demo`)."""
+    """configs/demo.yaml on the fast tiny checkpoint instead of the shipped captioner."""
     return [DEMO, "--model_name_or_path", str(tiny_checkpoint()), "--dataset_dir", SAMPLE]
 
 
@@ -32,8 +32,8 @@ def test_yaml_then_cli_overrides(demo):
     args = parse_finetune_args(
         [*demo, "--learning_rate", "1e-3", "--tsn_segment_scales", "1x1,3x3", "--dataset_dir", SAMPLE]
     )
-    assert args.training.learning_rate == 1e-3  # the CLI wins over the YAML's 0.005
-    assert args.model.quantization == "4bit" and args.model.lora_r == 32 and args.generation.num_beams == 4
+    assert args.training.learning_rate == 1e-3  # the CLI wins over the YAML's 0.0005
+    assert args.model.quantization == "4bit" and args.model.lora_r == 16 and args.generation.num_beams == 3
     assert args.tsn.overrides()["tsn_segment_scales"] == [[1, 1], [3, 3]]
     assert args.training.remove_unused_columns is False and args.training.metric_for_best_model == "cider"
     assert "learning_rate" in args.explicit and "tsn_segment_scales" in args.explicit
@@ -232,7 +232,7 @@ def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eva
     assert torch.equal(captured["input_ids"], prompt_ids.expand(len(eval_rows), -1))
     caption_ids = set(batch["input_ids"][batch["labels"] != -100].tolist()) - set(prompt_ids[0].tolist())
     assert caption_ids and not caption_ids & set(captured["input_ids"].flatten().tolist())
-    assert captured["generation_config"].num_beams == 4 and captured["generation_config"].max_new_tokens == 20
+    assert captured["generation_config"].num_beams == 3 and captured["generation_config"].max_new_tokens == 40
     # What comes back is only the new tokens: generate's output minus the prompt.
     assert torch.equal(predictions["tokens"], captured["sequences"][:, prompt_ids.shape[1] :])
     assert predictions["row_index"].flatten().tolist() == [0, 1, 2] and label_ids is None
@@ -252,7 +252,7 @@ def test_generation_keywords_of_evaluate_are_honoured_or_rejected(tiny_model_and
     trainer = build_trainer(parse_finetune_args(argv), model, processor, {"train": None, "val": eval_rows})
     config = trainer.generation_config_for({"num_beams": 2, "max_new_tokens": 3})
     assert (config.num_beams, config.max_new_tokens) == (2, 3)
-    assert trainer.caption_generation_config.num_beams == 4  # the run's own setting is untouched
+    assert trainer.caption_generation_config.num_beams == 3  # the run's own setting is untouched
     with pytest.raises(ValueError, match="not_a_setting"):
         trainer.generation_config_for({"not_a_setting": 1})
     captured = {}

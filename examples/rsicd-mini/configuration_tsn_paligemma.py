@@ -1,0 +1,1 @@
+../../configuration_tsn_paligemma.py

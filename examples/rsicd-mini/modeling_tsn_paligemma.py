@@ -1,0 +1,1 @@
+../../modeling_tsn_paligemma.py

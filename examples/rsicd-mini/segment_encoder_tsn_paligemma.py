@@ -1,0 +1,1 @@
+../../segment_encoder_tsn_paligemma.py
