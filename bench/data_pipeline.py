@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from transformers import HfArgumentParser, PaliGemmaProcessor
 
 from dataset_builder import SAMPLE_DIR, load_risc
-from processing import TSNPaliGemmaTrainCollator, processor_for_config
+from processing import DEFAULT_PROMPT, TSNPaliGemmaTrainCollator, processor_for_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
         dataset = concatenate_datasets([dsd[split] for split in dsd])
         if args.max_samples:
             dataset = dataset.select(range(min(args.max_samples, len(dataset))))
-        collator = TSNPaliGemmaTrainCollator(processor, prompt="caption en", caption_choice="random")
+        collator = TSNPaliGemmaTrainCollator(processor, prompt=DEFAULT_PROMPT, caption_choice="random")
         first = collator([dataset[0]])
         assert first["pixel_values"].shape[-2:] == (args.image_size, args.image_size), first["pixel_values"].shape
 

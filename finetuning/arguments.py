@@ -18,6 +18,8 @@ from typing import NamedTuple
 import yaml
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
+from processing import DEFAULT_PROMPT
+
 from .checks import (  # noqa: F401 (re-exported: the argument helpers in one place)
     ConfigError,
     check_arguments,
@@ -114,7 +116,7 @@ class DataArguments:
             "first: always caption 1."
         },
     )
-    prompt: str = field(default="caption en", metadata={"help": "Text after <image>; the caption follows it."})
+    prompt: str = field(default=DEFAULT_PROMPT, metadata={"help": "Text after <image>; the caption follows it."})
     augment: bool = field(
         default=False, metadata={"help": "Training images get a random rotation/flip (one of the square's 8)."}
     )
