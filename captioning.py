@@ -144,7 +144,7 @@ def render_grid(
         raise ValueError(f"render_grid needs as many captions as images (got {len(images)} and {len(captions)}).")
     columns = min(columns, len(images))
     rows = math.ceil(len(images) / columns)
-    figure = Figure(figsize=(3.2 * columns, 4.0 * rows), layout="constrained")
+    figure = Figure(figsize=(3.2 * columns, 4.6 * rows), layout="constrained")  # room for 6 caption lines
     for index, (image, caption) in enumerate(zip(images, captions)):
         axes = figure.add_subplot(rows, columns, index + 1)
         axes.imshow(image if isinstance(image, Image.Image) else load_image(image))
