@@ -235,7 +235,7 @@ def test_render_grid_of_pil_images_keeps_line_breaks(sample_images, tmp_path):
     captions = [f"generated caption {index}\n[ref] a reference long enough to be wrapped" for index in range(5)]
     out = inference.render_grid(images, captions, tmp_path / "samples.png", columns=4, wrap=36)
     with Image.open(out) as image:
-        assert image.size == (4 * 320, 2 * 400)  # 3.2 x 4.0 inches per cell at 100 dpi
+        assert image.size == (4 * 320, 2 * 460)  # 3.2 x 4.6 inches per cell at 100 dpi
         assert np.asarray(image.convert("L")).var() > 0
     with pytest.raises(ValueError, match="as many captions as images"):
         inference.render_grid(images, captions[:2], tmp_path / "bad.png")
