@@ -21,7 +21,14 @@ SCORES = ("bleu_4", "meteor", "rouge_l", "cider")
 
 
 def run_finetune(config: str, model_dir: Path, output_dir: Path, dataset_dir: str, train: bool) -> dict:
-    """finetune.py on `model_dir` (train=False: score it as is); returns its eval_results.json["test"]["overall"]."""
+    """finetune.py on `model_dir` (train=False: score it as is); returns its eval_results.json["test"]["overall"].
+
+    A finished run is not repeated: a report that was stopped resumes where it was (delete `output_dir` to redo).
+    """
+    results = output_dir / "eval_results.json"
+    if results.is_file() and "test" in json.loads(results.read_text()):
+        logger.info("Reusing the finished run in %s", output_dir)
+        return json.loads(results.read_text())["test"]["overall"]
     command = [
         sys.executable,
         str(REPO_ROOT / "finetune.py"),
@@ -94,7 +101,11 @@ def write_report(args, model, processor, scores: dict) -> list[dict]:
         model_dir = output_dir / f"k{k}" / "model"
         model.save_pretrained(model_dir)
         processor.save_pretrained(model_dir)
-        cost = measure_characteristics(model, processor, images, prompt=args.prompt, num_images=len(images))
+        # Every model writes exactly max_new_tokens tokens: a pruned model's captions can be longer or shorter, and
+        # the cost of a caption must not depend on that.
+        cost = measure_characteristics(
+            model, processor, images, prompt=args.prompt, num_images=len(images), fixed_length=True
+        )
         row = {
             "k": k,
             "removed": removed,

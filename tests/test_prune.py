@@ -176,3 +176,16 @@ def test_report_prunes_scores_and_heals_each_k(tiny_gemma2, tmp_path):
     table = (output_dir / "pruning_report.md").read_text().splitlines()
     assert len(table) == 4 and table[3].startswith("| 1 | " + str(rows[1]["removed"][0]))
     assert (output_dir / "pruning_report.png").stat().st_size > 0
+
+
+def test_a_stopped_report_reuses_its_finished_runs(tmp_path):
+    from pruning.report import run_finetune
+
+    finished = tmp_path / "k1" / "healed"
+    finished.mkdir(parents=True)
+    scores = {"bleu_4": 0.21, "meteor": 0.24, "rouge_l": 0.46, "cider": 0.95}
+    (finished / "eval_results.json").write_text(json.dumps({"test": {"overall": scores}}))
+    # No finetune.py run: the config does not even exist.
+    assert run_finetune("missing.yaml", tmp_path / "model", finished, "data", train=True) == scores
+    with pytest.raises(RuntimeError, match="missing.yaml"):
+        run_finetune("missing.yaml", tmp_path / "model", tmp_path / "k2" / "healed", "data", train=True)
