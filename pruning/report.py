@@ -116,10 +116,11 @@ def write_report(args, model, processor, scores: dict) -> list[dict]:
         row["before"] = run_finetune(
             args.heal_config, model_dir, output_dir / f"k{k}" / "before", args.dataset_dir, train=False
         )
-        if k:
-            row["healed"] = run_finetune(
-                args.heal_config, model_dir, output_dir / f"k{k}" / "healed", args.dataset_dir, train=True
-            )
+        # k = 0 heals too: the same extra training on the unpruned model is the control that separates what
+        # pruning costs from what the healing recipe itself does.
+        row["healed"] = run_finetune(
+            args.heal_config, model_dir, output_dir / f"k{k}" / "healed", args.dataset_dir, train=True
+        )
         rows.append(row)
         logger.info("k=%d: %s", k, row)
     (output_dir / "pruning_report.json").write_text(json.dumps({"block_influence": scores, "rows": rows}, indent=2))
