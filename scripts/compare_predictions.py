@@ -1,0 +1,75 @@
+"""Two captioners on the same images: their CIDEr-D difference with a paired bootstrap over the images. Prints one
+JSON object: each model's CIDEr, the difference (A - B), its 95% interval and how often a resample reverses it.
+
+    python -m scripts.compare_predictions A/predictions.jsonl B/predictions.jsonl [--resamples 10000] [--seed 0]
+
+Each image's CIDEr-D comes from pycocoevalcap (document frequencies from all the references, held fixed), so the
+means are exactly the corpus CIDEr that finetune.py reports. The interval covers the choice of images, not the
+training seed: one run per model says nothing about seed-to-seed variation.
+"""
+
+import json
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+from pycocoevalcap.cider.cider import Cider
+
+from command_line import parse_command_line
+from metrics._tokenize import ptb_tokenize_streams
+
+
+@dataclass
+class CompareArguments:
+    predictions_a: str = field(metadata={"help": "predictions.jsonl of model A (finetune.py's test predictions)."})
+    predictions_b: str = field(metadata={"help": "predictions.jsonl of model B, on the same images."})
+    resamples: int = field(default=10000, metadata={"help": "Bootstrap resamples of the images."})
+    seed: int = field(default=0, metadata={"help": "Seed of the resampling."})
+
+
+def read_predictions(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def per_image_cider(references: list[list[str]], *predictions: list[str]) -> list[np.ndarray]:
+    """CIDEr-D of every image, for each list of predictions (PTB-tokenized like coco-caption)."""
+    flat = [reference for image in references for reference in image]
+    tokenized = ptb_tokenize_streams([flat, *predictions])
+    gts, start = {}, 0
+    for index, image in enumerate(references):
+        gts[index] = tokenized[0][start : start + len(image)]
+        start += len(image)
+    scores = []
+    for hypotheses in tokenized[1:]:
+        _, per_image = Cider().compute_score(gts, {index: [text] for index, text in enumerate(hypotheses)})
+        scores.append(np.asarray(per_image))
+    return scores
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(a), size=(resamples, len(a)))
+    differences = (a[picks] - b[picks]).mean(axis=1)
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return {
+        "cider_difference": float(a.mean() - b.mean()),
+        "interval_95": [float(low), float(high)],
+        "share_of_resamples_reversed": float(np.mean(np.sign(differences) != np.sign(a.mean() - b.mean()))),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_command_line(CompareArguments, argv, positional=("predictions_a", "predictions_b"))
+    records_a, records_b = read_predictions(args.predictions_a), read_predictions(args.predictions_b)
+    if [record["image"] for record in records_a] != [record["image"] for record in records_b]:
+        raise SystemExit("compare_predictions: the two files must list the same images in the same order.")
+    references = [record["references"] for record in records_a]
+    a, b = per_image_cider(references, [r["prediction"] for r in records_a], [r["prediction"] for r in records_b])
+    result = {"images": len(a), "cider_a": float(a.mean()), "cider_b": float(b.mean())}
+    print(json.dumps({**result, **paired_bootstrap(a, b, args.resamples, args.seed)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
