@@ -8,7 +8,7 @@ from ._inputs import check_inputs
 from ._java import require_java
 from ._meteor import MeteorJob
 from ._scorers import CaptionScorer
-from ._tokenize import ptb_tokenize_streams
+from ._tokenize import ptb_tokenize_streams, regroup
 
 METRICS = ("bleu", "meteor", "rouge", "cider")
 SCORE_NAMES = {"bleu": ("bleu_1", "bleu_2", "bleu_3", "bleu_4"), "meteor": ("meteor",), "rouge": ("rouge_l",)}
@@ -83,11 +83,7 @@ def _tokenized_sets(predictions, references, groups, tokenizer) -> dict:
     sets = {}
     for name, index in indices.items():
         flat_refs, hyps = next(tokens), next(tokens)
-        refs, start = [], 0
-        for i in index:
-            refs.append(flat_refs[start : start + len(references[i])])
-            start += len(references[i])
-        sets[name] = (hyps, refs)
+        sets[name] = (hyps, regroup(flat_refs, [len(references[i]) for i in index]))
     return sets
 
 

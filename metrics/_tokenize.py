@@ -124,6 +124,15 @@ def ptb_tokenize_streams(streams: list[list[str]], backend: str = "auto") -> lis
     return [[strip_punctuation(line) for line in lines] for lines in outputs]
 
 
+def regroup(flat: list[str], sizes: list[int]) -> list[list[str]]:
+    """Undo the flattening of per-image reference lists (tokenized as one stream): runs of `sizes` items."""
+    groups, start = [], 0
+    for size in sizes:
+        groups.append(flat[start : start + size])
+        start += size
+    return groups
+
+
 def ptb_tokenize(sentences: list[str], backend: str = "auto") -> list[str]:
     """Tokenize one stream of sentences like coco-caption (see `ptb_tokenize_streams`).
 

@@ -26,9 +26,10 @@ def run_finetune(config: str, model_dir: Path, output_dir: Path, dataset_dir: st
     A finished run is not repeated: a report that was stopped resumes where it was (delete `output_dir` to redo).
     """
     results = output_dir / "eval_results.json"
-    if results.is_file() and "test" in json.loads(results.read_text()):
+    finished = json.loads(results.read_text()) if results.is_file() else {}
+    if "test" in finished:
         logger.info("Reusing the finished run in %s", output_dir)
-        return json.loads(results.read_text())["test"]["overall"]
+        return finished["test"]["overall"]
     command = [
         sys.executable,
         str(REPO_ROOT / "finetune.py"),

@@ -113,9 +113,8 @@ def public_json(repo_path: str, source: Path, base_id: str | None) -> bytes | No
     return (json.dumps(public, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def _local_roots(output_dir: Path) -> set[str]:
-    """Local folders whose paths must not appear in anything published."""
-    config = read_finetune_config(output_dir)
+def _local_roots(output_dir: Path, config: dict) -> set[str]:
+    """Local folders whose paths must not appear in anything published (`config`: the run's finetune_config)."""
     roots = {str(output_dir.resolve()), str(Path(constants.HF_HUB_CACHE).resolve())}
     for value in (config.get("dataset_dir"), config.get("model_name_or_path"), config.get("output_dir")):
         if isinstance(value, str) and value and not is_hub_id(value):
@@ -123,8 +122,8 @@ def _local_roots(output_dir: Path) -> set[str]:
     return {root for root in roots if len(root) > 1}
 
 
-def check_no_local_paths(export: dict[str, Path | bytes], output_dir: Path) -> None:
-    roots = _local_roots(output_dir)
+def check_no_local_paths(export: dict[str, Path | bytes], output_dir: Path, finetune_config: dict) -> None:
+    roots = _local_roots(output_dir, finetune_config)
     for repo_path, content in export.items():
         if not repo_path.endswith(SCANNED_SUFFIXES) or repo_path == "tokenizer.json":
             continue
@@ -150,7 +149,8 @@ def build_export(
 ) -> dict[str, Path | bytes]:
     """collect_export_files + README.md + the JSON files rewritten without local paths, checked for leaks."""
     output_dir = Path(output_dir)
-    base_id = base_model_id(read_finetune_config(output_dir), base_model)
+    finetune_config = read_finetune_config(output_dir)
+    base_id = base_model_id(finetune_config, base_model)
     if adapter_only and base_id is None:
         logger.warning(
             "The base model is a local folder: the adapter card cannot name it. Pass --base_model HUB_ID "
@@ -173,7 +173,7 @@ def build_export(
         space_id=space_id,
     )
     export["README.md"] = card.encode()
-    check_no_local_paths(export, output_dir)
+    check_no_local_paths(export, output_dir, finetune_config)
     return dict(sorted(export.items()))
 
 

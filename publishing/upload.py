@@ -1,7 +1,6 @@
 """Publishing in ONE commit per repo (nothing partial lands on the branch if the upload fails): the model with its
 card, and optionally the Gradio Space that shows it. Honours HF_ENDPOINT."""
 
-import json
 from pathlib import Path
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
@@ -9,6 +8,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from .checks import PublishError, check_export_dir, check_output_dir, check_repo_id, preflight
 from .export import build_export, export_folder
+from .run_folder import read_test_results
 from .space import space_files
 
 # The HTTP client's base error and OSError (huggingface_hub >= 1 raises httpx's): status errors, refused connections
@@ -79,8 +79,7 @@ def upload(
 
 def _commit_texts(output_dir: Path, adapter_only: bool, commit_message: str | None) -> tuple[str, str]:
     what = "LoRA adapter + segment encoder" if adapter_only else "merged model"
-    results = json.loads((output_dir / "eval_results.json").read_text(encoding="utf-8"))
-    overall = (results.get("test") or {}).get("overall") or {}
+    overall = read_test_results(output_dir)["test"]["overall"]
     scores = ", ".join(
         f"{key} {overall[key]:.4f}"
         for key in ("bleu_4", "meteor", "rouge_l", "cider")

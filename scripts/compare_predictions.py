@@ -16,7 +16,7 @@ import numpy as np
 from pycocoevalcap.cider.cider import Cider
 
 from command_line import parse_command_line
-from metrics._tokenize import ptb_tokenize_streams
+from metrics._tokenize import ptb_tokenize_streams, regroup
 
 
 @dataclass
@@ -36,10 +36,7 @@ def per_image_cider(references: list[list[str]], *predictions: list[str]) -> lis
     """CIDEr-D of every image, for each list of predictions (PTB-tokenized like coco-caption)."""
     flat = [reference for image in references for reference in image]
     tokenized = ptb_tokenize_streams([flat, *predictions])
-    gts, start = {}, 0
-    for index, image in enumerate(references):
-        gts[index] = tokenized[0][start : start + len(image)]
-        start += len(image)
+    gts = dict(enumerate(regroup(tokenized[0], [len(image) for image in references])))
     scores = []
     for hypotheses in tokenized[1:]:
         _, per_image = Cider().compute_score(gts, {index: [text] for index, text in enumerate(hypotheses)})
