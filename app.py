@@ -17,7 +17,14 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from captioning import caption_images, load_image, load_model
+from captioning import (
+    ModelNotFoundError,
+    caption_images,
+    check_model_location,
+    decoding_settings,
+    load_image,
+    load_model,
+)
 from processing import DEFAULT_PROMPT
 
 APP_DIR = Path(__file__).resolve().parent
@@ -59,6 +66,8 @@ def build_demo(model_name: str, compare_name: str | None = None) -> gr.Blocks:
     models = {model_name: load_model(model_name)}
     if compare_name:
         models[compare_name] = load_model(compare_name)
+    # The sliders start at the first model's own decoding (its generation_config): the settings of its scores.
+    decoding = decoding_settings(models[model_name][0])
 
     def caption(paths, prompt, num_beams, max_new_tokens):
         images, names, problems = read_images(paths)
@@ -95,8 +104,10 @@ def build_demo(model_name: str, compare_name: str | None = None) -> gr.Blocks:
                     file_count="multiple", file_types=["image"], type="filepath", label="Images", elem_id="images"
                 )
                 prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt (after <image>)", elem_id="prompt")
-                num_beams = gr.Slider(1, 8, value=1, step=1, label="Beams", elem_id="beams")
-                max_new_tokens = gr.Slider(5, 60, value=30, step=1, label="Max new tokens", elem_id="max_new_tokens")
+                num_beams = gr.Slider(1, 8, value=decoding["num_beams"], step=1, label="Beams", elem_id="beams")
+                max_new_tokens = gr.Slider(
+                    5, 60, value=decoding["max_new_tokens"], step=1, label="Max new tokens", elem_id="max_new_tokens"
+                )
                 button = gr.Button("Caption", variant="primary", elem_id="caption")
             with gr.Column(scale=2):
                 galleries = [
@@ -120,9 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args(argv)
     model = args.model or default_model()
-    for name in (model, args.compare_model):
-        if name and (Path(name).is_absolute() or name.startswith(".")) and not Path(name).exists():
-            parser.error(f"the model folder {name} does not exist. Fix: pass --model with a model folder or Hub id.")
+    for option, name in (("--model", model), ("--compare_model", args.compare_model)):
+        try:
+            if name:
+                check_model_location(name)
+        except ModelNotFoundError as error:
+            parser.error(f"{option} {error}")
     demo = build_demo(model, args.compare_model)
     # Gradio's own upload cap sits above ours, so an oversized image gets this app's message in the page.
     demo.launch(

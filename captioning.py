@@ -102,28 +102,43 @@ def generation_inputs(model, processor, images: Sequence[Image.Image], prompt: s
     }
 
 
+# Used only where a model's generation_config names no value (a bare PaliGemma config).
+FALLBACK_DECODING = {"num_beams": 1, "max_new_tokens": 30}
+
+
+def decoding_settings(model, num_beams: int | None = None, max_new_tokens: int | None = None) -> dict[str, int]:
+    """{"num_beams", "max_new_tokens"}: the given values, else the model's own `generation_config` (what a
+    finetune.py run saves: the decoding its reported scores were measured with)."""
+    config = getattr(model, "generation_config", None)
+    given = {"num_beams": num_beams, "max_new_tokens": max_new_tokens}
+    return {
+        name: int(value if value is not None else getattr(config, name, None) or FALLBACK_DECODING[name])
+        for name, value in given.items()
+    }
+
+
 def caption_images(
     model,
     processor,
     images: Sequence[Image.Image],
     prompt: str = DEFAULT_PROMPT,
     batch_size: int = 8,
-    num_beams: int = 1,
-    max_new_tokens: int = 30,
+    num_beams: int | None = None,
+    max_new_tokens: int | None = None,
     **generate_kwargs,
 ) -> list[str]:
     """Captions for RGB PIL images: generate from `"<image>" + prompt` only, slice the prompt off, clean the text.
 
-    Decoding is deterministic (no sampling). Extra keyword arguments go to `model.generate`.
+    Decoding is deterministic (no sampling); `num_beams` / `max_new_tokens` left as None take the model's
+    `generation_config` (`decoding_settings`), as do its other settings. Extra keyword arguments go to `generate`.
     """
     prompt = prompt.removeprefix(IMAGE_TOKEN)
+    decoding = decoding_settings(model, num_beams, max_new_tokens)
     captions: list[str] = []
     for start in range(0, len(images), batch_size):
         inputs = generation_inputs(model, processor, images[start : start + batch_size], prompt)
         with torch.inference_mode():
-            sequences = model.generate(
-                **inputs, do_sample=False, num_beams=num_beams, max_new_tokens=max_new_tokens, **generate_kwargs
-            )
+            sequences = model.generate(**inputs, do_sample=False, **decoding, **generate_kwargs)
         # Every row has the same prompt, so the (left-padded) prompt length is the input width.
         captions += decode_captions(processor, sequences, inputs["input_ids"].shape[1], prompt)
     return captions
@@ -168,9 +183,53 @@ def pick_device_and_dtype() -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
+class ModelNotFoundError(FileNotFoundError):
+    """A model reference that names no saved model: the message says why and how to fix it, in one line."""
+
+
+def check_model_location(name: str, revision: str | None = None) -> None:
+    """Raise ModelNotFoundError (message: what is wrong and the fix) for a model reference that cannot load, before
+    any network call: a path that looks local but is not a model folder, or an uncached Hub id while offline.
+
+    A Hub id is `owner/name`; anything else (absolute, ./ or ~, more than one '/', or an `owner` that is a folder
+    here, such as outputs/...) is a local path, and a missing local path never reaches the Hub client's retries.
+    """
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"{name!r} is a folder without config.json, not a saved model. Fix: pass the folder that "
+                "save_pretrained wrote (e.g. a run's output_dir/merged)."
+            )
+        return
+    looks_local = (
+        path.is_absolute() or name.startswith((".", "~")) or name.count("/") != 1 or Path(name.split("/")[0]).is_dir()
+    )
+    if looks_local:
+        raise ModelNotFoundError(
+            f"{name!r}: the folder does not exist. Fix: pass an existing model folder (e.g. examples/rsicd-mini; "
+            "`python -m scripts.make_tiny_checkpoint DIR` builds a random test model) or a Hub id owner/name."
+        )
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json", revision=revision)
+    if constants.HF_HUB_OFFLINE and not isinstance(cached, str):
+        raise ModelNotFoundError(
+            f"{name!r} is not a local folder, and as a Hub id it is not in the cache while HF_HUB_OFFLINE=1. "
+            "Fix: download it once online (unset HF_HUB_OFFLINE; `make` sets it), or pass a local folder."
+        )
+
+
 def load_model(model_name_or_path: str):
-    """(model in eval mode on the automatic device/dtype, processor) from a folder or Hub id, as Hub custom code."""
+    """(model in eval mode on the automatic device/dtype, processor) from a folder or Hub id, as Hub custom code.
+
+    A reference that cannot load raises ModelNotFoundError before any network call (`check_model_location`)."""
+    check_model_location(model_name_or_path)
     device, dtype = pick_device_and_dtype()
-    model = AutoModelForImageTextToText.from_pretrained(model_name_or_path, trust_remote_code=True, dtype=dtype)
-    processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=True)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(model_name_or_path, trust_remote_code=True, dtype=dtype)
+        processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=True)
+    except OSError as error:  # a Hub id that is unreachable, unknown or gated: transformers says which
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelNotFoundError(f"{model_name_or_path!r} could not be loaded: {reason}") from error
     return model.to(device).eval(), processor

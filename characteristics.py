@@ -24,9 +24,12 @@ class CharacteristicsArguments:
     )
     prompt: str = field(default=DEFAULT_PROMPT, metadata={"help": "Task prompt; '<image>' is prepended."})
     num_images: int = field(default=8, metadata={"help": "Timed images (after one warm-up)."})
-    num_beams: int = field(default=1, metadata={"help": "Beams of generate."})
-    max_new_tokens: int = field(default=30, metadata={"help": "Longest caption in tokens."})
+    num_beams: int | None = field(default=None, metadata={"help": "Beams (default: the model's generation_config)."})
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "Longest caption in tokens (default: the model's generation_config)."}
+    )
     fixed_length: bool = field(default=False, metadata={"help": "Force every caption to max_new_tokens tokens."})
+    repeats: int = field(default=3, metadata={"help": "Timed rounds over the images (the median is reported)."})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         max_new_tokens=args.max_new_tokens,
         num_images=args.num_images,
         fixed_length=args.fixed_length,
+        repeats=args.repeats,
     )
     print(json.dumps(result, indent=2))  # noqa: T201
     return 0

@@ -22,10 +22,11 @@ import transformers
 from transformers import set_seed
 
 from finetuning.arguments import ConfigError, parse_finetune_args
-from finetuning.data import load_splits
+from finetuning.data import images_per_source, load_splits
 from finetuning.evaluation import evaluate_as_is, evaluate_published
 from finetuning.model_setup import plan_training, prepare_training_model, save_trained_model, unwrapped_model
 from finetuning.outputs import publish_outputs, summary_table, write_json, write_run_config
+from finetuning.resume import prepare_output_dir
 from finetuning.trainer import build_trainer
 from finetuning.training import train
 
@@ -44,6 +45,8 @@ def run(args, callbacks=None) -> dict:
         return run_search(args, splits, plan.quantization)
 
     model, processor, summary = prepare_training_model(args, plan)
+    if training.do_train:
+        prepare_output_dir(args)  # --overwrite_output_dir clears the previous run; this run's settings recorded
     write_run_config(args, plan, summary, unwrapped_model(model).config)
     training.activation_checkpointing = False  # the model has it already (non-reentrant, after kbit prep)
     # The token stays in memory only: the Trainer pickles its arguments into every checkpoint (training_args.bin).
@@ -55,6 +58,7 @@ def run(args, callbacks=None) -> dict:
     trainer = build_trainer(args, model, processor, splits, callbacks=callbacks)
 
     if training.do_train:
+        summary["train_images"] = images_per_source(splits["train"])  # what the card says the model learned from
         summary.update(train(args, trainer, splits))
         merged_dir = save_trained_model(args, trainer, processor, plan, output_dir)
         del trainer, model
@@ -77,6 +81,8 @@ def main(argv: list[str] | None = None, callbacks=None) -> int:
     except ConfigError as error:
         print(f"finetune.py: error: {error}", file=sys.stderr)
         return 2
+    except SystemExit as error:  # --help printed the help
+        return int(error.code or 0)
     summary = run(args, callbacks=callbacks)
     if args.training.process_index == 0 and not args.run.hpo_trials:
         print(summary_table(args.training.output_dir, summary))

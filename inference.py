@@ -2,7 +2,10 @@
 per image out (text, JSONL or CSV on stdout), optionally a picture grid.
 
     python inference.py IMAGE_OR_FOLDER_OR_GLOB... --model PATH_OR_HUB_ID [--prompt "caption en"] [--batch_size 8]
-        [--num_beams 1] [--max_new_tokens 30] [--format {text,jsonl,csv}] [--grid grid.png]
+        [--num_beams N] [--max_new_tokens N] [--format {text,jsonl,csv}] [--grid grid.png]
+
+Decoding defaults to the model's own `generation_config` (for a finetune.py model: the beams and length its
+reported scores were measured with); `--num_beams` / `--max_new_tokens` override it.
 
 Device and dtype are automatic: CUDA in bf16 when the GPU supports it (else fp32), CPU in fp32. Every image is
 converted to 8-bit RGB first (`load_image`): 16-bit and 32-bit grayscale is stretched from its own min..max to
@@ -27,7 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
 
-from captioning import IMAGE_ERRORS, caption_images, collect_inputs, load_image, load_model, render_grid
+from captioning import (
+    IMAGE_ERRORS,
+    ModelNotFoundError,
+    caption_images,
+    collect_inputs,
+    load_image,
+    load_model,
+    render_grid,
+)
 from command_line import parse_command_line
 from processing import DEFAULT_PROMPT
 
@@ -43,8 +54,13 @@ class InferenceArguments:
     )
     prompt: str = field(default=DEFAULT_PROMPT, metadata={"help": "Task prompt; '<image>' is prepended."})
     batch_size: int = field(default=8, metadata={"help": "Images per generate call (read lazily, per batch)."})
-    num_beams: int = field(default=1, metadata={"help": "1 = greedy decoding; 3-5 = beam search."})
-    max_new_tokens: int = field(default=30, metadata={"help": "Longest caption in tokens."})
+    num_beams: int | None = field(
+        default=None,
+        metadata={"help": "Beam width (1 = greedy). Default: the model's generation_config, its scored setting."},
+    )
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "Longest caption in tokens. Default: the model's generation_config."}
+    )
     format: Literal["text", "jsonl", "csv"] = field(
         default="text",
         metadata={"help": "stdout records: text = 'file<TAB>caption', jsonl = {file, caption}, csv = file,caption."},
@@ -54,7 +70,7 @@ class InferenceArguments:
 
     def __post_init__(self):
         for name in ("batch_size", "num_beams", "max_new_tokens", "grid_max_images"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name} {getattr(self, name)} is invalid; use a positive integer.")
 
 
@@ -126,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    model, processor = load_model(args.model)
+    try:
+        model, processor = load_model(args.model)
+    except ModelNotFoundError as error:
+        print(f"inference.py: error: --model {error}", file=sys.stderr)
+        return 2
     writer = RecordWriter(sys.stdout, args.format)
     captioned: list[tuple[Path, str]] = []
     for path, caption in caption_files(model, processor, paths, args):

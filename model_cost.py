@@ -13,6 +13,7 @@
 """
 
 import logging
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from captioning import generation_inputs
+from captioning import decoding_settings, generation_inputs
 from processing import DEFAULT_PROMPT, IMAGE_TOKEN
 
 logger = logging.getLogger(__name__)
@@ -74,12 +75,14 @@ def _caption_flops(model, processor, image, prompt: str, generate_kwargs: dict) 
     return counter.get_total_flops(), sequences.shape[1] - inputs["input_ids"].shape[1]
 
 
-def _latencies(model, processor, images, prompt: str, generate_kwargs: dict, num_images: int):
-    """([ms per image], [new tokens per image]) over `num_images` images, after one untimed warm-up."""
+def _latencies(model, processor, images, prompt: str, generate_kwargs: dict, num_images: int, repeats: int):
+    """([ms per image], [new tokens per image]) of `repeats` rounds over `num_images` images, after one untimed
+    warm-up call (allocator, kernels, caches)."""
     device = model.device
     latencies, new_tokens = [], []
-    for index in range(-1, num_images):  # index -1: warm-up (allocator, kernels, caches) on images[0]
-        image = images[max(index, 0) % len(images)]
+    calls = [None] + [index for _ in range(repeats) for index in range(num_images)]  # None: the warm-up
+    for index in calls:
+        image = images[(index or 0) % len(images)]
         _synchronize(device)
         start = time.perf_counter()
         inputs = generation_inputs(model, processor, [image], prompt)
@@ -87,10 +90,15 @@ def _latencies(model, processor, images, prompt: str, generate_kwargs: dict, num
             sequences = model.generate(**inputs, **generate_kwargs)
         processor.batch_decode(sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         _synchronize(device)
-        if index >= 0:
+        if index is not None:
             latencies.append(1000 * (time.perf_counter() - start))
             new_tokens.append(sequences.shape[1] - inputs["input_ids"].shape[1])
     return latencies, new_tokens
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average while measuring (other work on the cores slows every figure)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def measure_characteristics(
@@ -98,26 +106,32 @@ def measure_characteristics(
     processor,
     images: Sequence[Image.Image],
     prompt: str = DEFAULT_PROMPT,
-    num_beams: int = 1,
-    max_new_tokens: int = 30,
+    num_beams: int | None = None,
+    max_new_tokens: int | None = None,
     num_images: int = 8,
     fixed_length: bool = False,
+    repeats: int = 3,
 ) -> dict:
     """Parameters, GFLOPs of one caption and per-image latency of `model` (in eval mode, on its own device/dtype).
 
     - `gflops_per_caption`: torch's FlopCounterMode over ONE full `generate` call for `images[0]` (batch 1,
       `num_beams`, up to `max_new_tokens`): image encoders, prefill and every decoding step, beams included.
-    - `latency_ms_mean` / `latency_ms_p95`: wall time per image, batch 1, processor + `generate` + decode, over
-      `num_images` images (cycling through `images` if fewer) after one untimed warm-up call.
+    - `latency_ms_median` (the card's figure), `_mean`, `_p95`: wall time per image, batch 1, processor +
+      `generate` + decode, over `repeats` rounds of `num_images` images (cycling through `images` if fewer) after
+      one untimed warm-up call; `device`, `cpu_count` and `load_average_1min` say on what it was measured.
+    - `num_beams` / `max_new_tokens` left as None take the model's generation_config, as inference does.
     - `fixed_length=True` forces every caption to `max_new_tokens` tokens (min_new_tokens = max_new_tokens), so
       two models are compared on the same work; by default generation stops at EOS, as in real use, and
       `new_tokens_mean` says how long the captions were.
     """
     if not images:
         raise ValueError("measure_characteristics needs at least one image (`images` is empty).")
-    if num_images < 1:
-        raise ValueError(f"num_images={num_images} is invalid; use a positive integer.")
-    generate_kwargs = {"do_sample": False, "num_beams": num_beams, "max_new_tokens": max_new_tokens}
+    for name, value in (("num_images", num_images), ("repeats", repeats)):
+        if value < 1:
+            raise ValueError(f"{name}={value} is invalid; use a positive integer.")
+    decoding = decoding_settings(model, num_beams, max_new_tokens)
+    num_beams, max_new_tokens = decoding["num_beams"], decoding["max_new_tokens"]
+    generate_kwargs = {"do_sample": False, **decoding}
     if fixed_length:
         generate_kwargs["min_new_tokens"] = max_new_tokens
 
@@ -125,7 +139,8 @@ def measure_characteristics(
     model.eval()  # no dropout while measuring; the caller's mode is restored below
     try:
         flops, flops_new_tokens = _caption_flops(model, processor, images[0], prompt, generate_kwargs)
-        latencies, new_tokens = _latencies(model, processor, images, prompt, generate_kwargs, num_images)
+        load_before = _load_average()
+        latencies, new_tokens = _latencies(model, processor, images, prompt, generate_kwargs, num_images, repeats)
     finally:
         model.train(was_training)
 
@@ -133,16 +148,22 @@ def measure_characteristics(
         "total_parameters": sum(parameter.numel() for parameter in model.parameters()),
         "gflops_per_caption": round(flops / 1e9, 6),
         "flops_counted_new_tokens": int(flops_new_tokens),
+        "latency_ms_median": round(float(np.median(latencies)), 3),
         "latency_ms_mean": round(float(np.mean(latencies)), 3),
         "latency_ms_p95": round(float(np.percentile(latencies, 95)), 3),
         "new_tokens_mean": round(float(np.mean(new_tokens)), 2),
-        "num_images": len(latencies),
+        "num_images": num_images,
+        "repeats": repeats,
         "batch_size": 1,
         "num_beams": num_beams,
         "max_new_tokens": max_new_tokens,
         "fixed_length": fixed_length,
         "prompt": prompt.removeprefix(IMAGE_TOKEN),
         "device": describe_device(model.device),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": max(value for value in (load_before, _load_average()) if value is not None)
+        if load_before is not None
+        else None,
         "dtype": str(model.dtype).removeprefix("torch."),
     }
     logger.info("characteristics: %s", result)

@@ -137,6 +137,31 @@ class TSNPaliGemmaEvalCollator(TSNPaliGemmaTrainCollator):
         return batch
 
 
+@dataclass
+class TSNPaliGemmaSCSTCollator(TSNPaliGemmaTrainCollator):
+    """Self-critical training batches: `"<image>" + prompt` alone (the model samples the captions) and every
+    reference caption of each image, for the reward.
+
+    Every row has the same prompt, so no row is padded: the prompt is `input_ids[:, :P]` of every row. Images get
+    the training augmentation; `references` is a list (one list of captions per image) that the trainer reads.
+    """
+
+    def __call__(self, rows: list[dict]) -> dict:
+        images = [_rgb(row["image"]) for row in rows]
+        if self.augment:
+            transforms = [random.choice(DIHEDRAL_TRANSFORMS) for _ in images]
+            images = [image if move is None else image.transpose(move) for image, move in zip(images, transforms)]
+        batch = dict(
+            self.processor(
+                text=[IMAGE_TOKEN + self.prompt] * len(rows), images=images, return_tensors="pt", padding="longest"
+            )
+        )
+        batch.pop("labels", None)
+        batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])  # all prefix: the bidirectional block
+        batch["references"] = [list(row["captions"]) for row in rows]
+        return batch
+
+
 def postprocess_caption(text: str, prompt: str | None = DEFAULT_PROMPT) -> str:
     """Clean one decoded caption: drop an echoed prompt, leftover special tokens and extra whitespace.
 
@@ -161,6 +186,7 @@ def decode_captions(
 __all__ = [
     "DEFAULT_PROMPT",
     "TSNPaliGemmaEvalCollator",
+    "TSNPaliGemmaSCSTCollator",
     "TSNPaliGemmaTrainCollator",
     "decode_captions",
     "postprocess_caption",

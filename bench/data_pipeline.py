@@ -29,7 +29,6 @@ from processing import DEFAULT_PROMPT, TSNPaliGemmaTrainCollator, processor_for_
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "rsicd-1k"
 
 logger = logging.getLogger("bench.data_pipeline")
 
@@ -37,8 +36,8 @@ logger = logging.getLogger("bench.data_pipeline")
 @dataclass
 class DataPipelineBenchArguments:
     data_dir: str = field(
-        default=str(DEFAULT_DATA),
-        metadata={"help": "RISC folder to read (falls back to the bundled sample when absent)."},
+        default=str(SAMPLE_DIR),
+        metadata={"help": "RISC folder to read (default: the bundled 50-image sample; a larger one times better)."},
     )
     processor: str | None = field(
         default=None,

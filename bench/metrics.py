@@ -32,7 +32,10 @@ SCORE_KEYS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cide
 @dataclass
 class BenchArguments:
     data_dir: str = field(
-        default=str(ROOT.parent / "shared" / "data"), metadata={"help": "Folder holding annotations/ (shared data)."}
+        default=str(ROOT / "data"),
+        metadata={
+            "help": "Folder holding annotations/: the published caption files of NWPU-Captions, RSICD, UCM-Captions."
+        },
     )
     rounds: int = field(default=3, metadata={"help": "Timed rounds of each implementation (median reported)."})
 
@@ -102,6 +105,11 @@ def main() -> None:
 
     logging.basicConfig(level=logging.WARNING)
     (args,) = HfArgumentParser(BenchArguments).parse_args_into_dataclasses()
+    if not (Path(args.data_dir) / "annotations").is_dir():
+        print(
+            json.dumps({"benchmark": "metrics", "skipped": f"no annotations/ folder in {args.data_dir} (--data_dir)"})
+        )
+        return
     predictions, references, sources = risc_test_sized(Path(args.data_dir))
     start = time.perf_counter()
     load_index(meteor_dir() / "data" / "paraphrase-en.gz")  # builds the on-disk index if this is the first use ever

@@ -28,6 +28,7 @@ from .checks import (  # noqa: F401 (re-exported: the argument helpers in one pl
     resolve_quantization,
     resolve_strategy,
 )
+from .resume import check_resume
 
 
 @dataclass
@@ -149,11 +150,48 @@ class RunArguments:
     grid_images: int = field(default=8, metadata={"help": "Test images in samples.png."})
 
 
+OBJECTIVES = ("xent", "scst")
+SCST_BASELINES = ("mean", "greedy")
+
+
+@dataclass
+class ObjectiveArguments:
+    """What training minimises: cross-entropy on a reference caption, or self-critical sequence training."""
+
+    train_objective: str = field(
+        default="xent",
+        metadata={
+            "help": "xent: label-smoothed cross-entropy on one reference caption; scst: self-critical sequence "
+            "training, the CIDEr-D of sampled captions as reward (Rennie et al. 2017)."
+        },
+    )
+    scst_samples: int = field(default=5, metadata={"help": "scst: captions sampled per image and step (k >= 2)."})
+    scst_temperature: float = field(default=1.0, metadata={"help": "scst: sampling temperature."})
+    scst_top_k: int = field(default=0, metadata={"help": "scst: sample from the k most likely tokens (0 = all)."})
+    scst_baseline: str = field(
+        default="mean",
+        metadata={
+            "help": "scst: mean = each sample's baseline is the mean reward of the image's other samples (Luo "
+            "2020); greedy = the reward of the greedy caption (Rennie et al. 2017)."
+        },
+    )
+    scst_max_new_tokens: int | None = field(
+        default=None, metadata={"help": "scst: longest sampled caption (default: max_new_tokens)."}
+    )
+
+
 @dataclass
 class TSNTrainingArguments(Seq2SeqTrainingArguments):
     """Seq2SeqTrainingArguments with this project's defaults (each can still be set in the YAML or on the CLI)."""
 
     output_dir: str = field(default="outputs/run", metadata={"help": "Checkpoints and every final output."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start again in an output_dir that holds a previous run (its checkpoints and results are "
+            "removed). Without it a rerun resumes, and only when its training settings equal the recorded ones."
+        },
+    )
     do_train: bool = field(default=True, metadata={"help": "Train (false: evaluate the model as it is)."})
     do_eval: bool = field(default=True, metadata={"help": "Score the val split."})
     do_predict: bool = field(default=True, metadata={"help": "Score the test split and write predictions.jsonl."})
@@ -170,11 +208,20 @@ class FinetuneArguments(NamedTuple):
     data: DataArguments
     generation: GenerationArguments
     run: RunArguments
+    objective: ObjectiveArguments
     training: TSNTrainingArguments
     explicit: tuple[str, ...] = ()  # the argument names the YAML or the CLI set, in order
 
 
-DATACLASSES = (ModelArguments, TSNArguments, DataArguments, GenerationArguments, RunArguments, TSNTrainingArguments)
+DATACLASSES = (
+    ModelArguments,
+    TSNArguments,
+    DataArguments,
+    GenerationArguments,
+    RunArguments,
+    ObjectiveArguments,
+    TSNTrainingArguments,
+)
 
 
 def read_config_file(path: str | os.PathLike) -> dict:
@@ -200,10 +247,19 @@ def read_config_file(path: str | os.PathLike) -> dict:
     return config
 
 
+USAGE = "finetune.py [CONFIG.yaml] [--key value ...]"
+DESCRIPTION = (
+    "Fine-tune (Q)LoRA or fully train TSN-PaliGemma and score generated captions. CONFIG.yaml "
+    "(e.g. configs/demo.yaml) sets any of the arguments below; --key value overrides it. "
+    "The same command runs under accelerate launch."
+)
+
+
 def parse_finetune_args(argv: list[str]) -> FinetuneArguments:
     """`CONFIG.yaml [--key value ...]` through ONE HfArgumentParser: the YAML sets the parser's defaults (its keys
     must be arguments: typos are rejected, as on the command line), the `--key value` overrides win."""
-    parser = HfArgumentParser(DATACLASSES, allow_abbrev=False)  # a typo must not silently match another name
+    # allow_abbrev=False: a typo must not silently match another name
+    parser = HfArgumentParser(DATACLASSES, allow_abbrev=False, usage=USAGE, description=DESCRIPTION)
     config = {}
     if argv and str(argv[0]).endswith((".yaml", ".yml")):
         config, argv = read_config_file(argv[0]), list(argv[1:])
@@ -216,7 +272,9 @@ def parse_finetune_args(argv: list[str]) -> FinetuneArguments:
         parser.set_defaults(**config)
     try:
         *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    except SystemExit as error:  # argparse already printed which argument is wrong
+    except SystemExit as error:  # --help (status 0) printed the help; else argparse printed what is wrong
+        if not error.code:
+            raise
         raise ConfigError(f"Invalid arguments {argv}: see the message above (python finetune.py --help).") from error
     except ValueError as error:  # TrainingArguments' own checks (e.g. bf16 without a GPU)
         raise ConfigError(f"Invalid training arguments: {error}") from error
@@ -225,6 +283,7 @@ def parse_finetune_args(argv: list[str]) -> FinetuneArguments:
     cli = [token[2:].split("=")[0] for token in argv if token.startswith("--")]
     args = FinetuneArguments(*parsed, explicit=tuple(dict.fromkeys([*config, *cli])))
     check_arguments(args)
+    check_resume(args)
     return args
 
 
@@ -273,6 +332,7 @@ __all__ = [
     "FinetuneArguments",
     "GenerationArguments",
     "ModelArguments",
+    "ObjectiveArguments",
     "RunArguments",
     "TSNArguments",
     "TSNTrainingArguments",

@@ -112,6 +112,8 @@ def check_arguments(args) -> None:
     check_report_to(training)
     quantization = resolve_quantization(args.model.quantization, on_cuda(training), args.model.train_strategy)
     check_strategy(args.model, quantization)
+    check_precision(training)
+    check_objective(args)
     if quantization in ("4bit", "8bit") and not bitsandbytes_available():
         raise ConfigError(
             f"quantization={quantization!r} needs bitsandbytes, which is not installed. Fix: pip install "
@@ -126,32 +128,14 @@ def check_arguments(args) -> None:
 
 
 def check_model_path(model_args) -> None:
-    """A model that is neither an existing folder nor (plausibly) reachable on the Hub stops here, not in a traceback
-    about internet connections or repo id formats."""
-    name = model_args.model_name_or_path
-    if Path(name).exists():
-        return
-    # A Hub id is `owner/name`; anything else, or an `owner` that is a folder here (outputs/...), is a local path.
-    looks_local = (
-        Path(name).is_absolute()
-        or name.startswith((".", "~"))
-        or name.count("/") != 1
-        or Path(name.split("/")[0]).is_dir()
-    )
-    if looks_local:
-        raise ConfigError(
-            f"model_name_or_path={name!r}: the folder does not exist. Fix: create it (e.g. `python "
-            f"scripts/make_tiny_checkpoint.py {name}` for a random test model) or pass an existing folder or Hub id."
-        )
-    from huggingface_hub import constants, try_to_load_from_cache
+    """A model that is neither a saved model folder nor (plausibly) reachable on the Hub stops here, not in a
+    traceback about internet connections or repo id formats."""
+    from captioning import ModelNotFoundError, check_model_location
 
-    cached = try_to_load_from_cache(name, "config.json", revision=model_args.revision)
-    if constants.HF_HUB_OFFLINE and not isinstance(cached, str):
-        raise ConfigError(
-            f"model_name_or_path={name!r} is not a local folder, and as a Hub id it is not in the cache while "
-            "HF_HUB_OFFLINE=1. Fix: download it once online (unset HF_HUB_OFFLINE; `make` sets it), or pass a local "
-            "folder."
-        )
+    try:
+        check_model_location(model_args.model_name_or_path, revision=model_args.revision)
+    except ModelNotFoundError as error:
+        raise ConfigError(f"model_name_or_path={error}") from error
 
 
 # report_to integration -> the modules that provide it (any one will do)
@@ -180,6 +164,45 @@ def on_cuda(training) -> bool:
     import torch
 
     return torch.cuda.is_available() and not training.use_cpu
+
+
+def check_objective(args) -> None:
+    """SCST's settings: each error names the argument and the fix."""
+    from .arguments import OBJECTIVES, SCST_BASELINES
+
+    objective = args.objective
+    if objective.train_objective not in OBJECTIVES:
+        raise ConfigError(f"train_objective={objective.train_objective!r} is invalid. Fix: use xent or scst.")
+    if objective.train_objective != "scst":
+        return
+    if objective.scst_baseline not in SCST_BASELINES:
+        raise ConfigError(f"scst_baseline={objective.scst_baseline!r} is invalid. Fix: use mean or greedy.")
+    if objective.scst_samples < (2 if objective.scst_baseline == "mean" else 1):
+        raise ConfigError(
+            f"scst_samples={objective.scst_samples} is too few: the mean baseline of a sample is the other samples' "
+            "mean reward. Fix: --scst_samples 5 (or --scst_baseline greedy)."
+        )
+    if objective.scst_temperature <= 0 or objective.scst_top_k < 0:
+        raise ConfigError(
+            f"scst_temperature={objective.scst_temperature} / scst_top_k={objective.scst_top_k} are invalid. "
+            "Fix: a temperature > 0 and a top-k >= 0 (0 = no top-k)."
+        )
+    if args.data.caption_choice == "all":
+        raise ConfigError(
+            "train_objective='scst' scores each image's samples against all its references: caption_choice='all' "
+            "(five rows per image) would train every image five times per epoch. Fix: --caption_choice random."
+        )
+
+
+def check_precision(training) -> None:
+    """bf16 / fp16 mixed precision is a GPU feature here: the CPU (and bitsandbytes' CPU kernels) train in float32."""
+    for name in ("bf16", "fp16"):
+        if getattr(training, name) and not on_cuda(training):
+            where = "use_cpu is set" if training.use_cpu else "no CUDA GPU is visible"
+            raise ConfigError(
+                f"{name}=True needs a CUDA GPU, but {where}: on the CPU this project trains in float32. "
+                f"Fix: --{name} false (or run on a GPU without --use_cpu)."
+            )
 
 
 def check_hub_token(training) -> None:

@@ -1,6 +1,7 @@
 """RISC splits for training and evaluation: subsets, the `all` caption expansion and row indices for scoring."""
 
 import logging
+from collections import Counter
 
 import datasets
 
@@ -52,10 +53,22 @@ def load_splits(data_args) -> datasets.DatasetDict:
     return datasets.DatasetDict(splits)
 
 
-def build_collators(processor, data_args) -> tuple:
+def images_per_source(split: datasets.Dataset) -> dict[str, int]:
+    """{source: distinct images} of a split (caption_choice "all" repeats each image five times)."""
+    columns = split.select_columns(["filename", "source"])
+    source_of = dict(zip(columns["filename"], columns["source"]))  # one entry per image
+    return dict(sorted(Counter(source_of.values()).items()))
+
+
+def build_collators(processor, data_args, train_objective: str = "xent") -> tuple:
     """(training collator, evaluation collator) of a run: one caption per image by `caption_choice` (and the
-    augmentation) for training; caption 1 for the loss plus the prompt alone for generation for evaluation."""
-    from processing import TSNPaliGemmaEvalCollator, TSNPaliGemmaTrainCollator
+    augmentation) for cross-entropy training, the prompt alone and every reference for SCST; caption 1 for the loss
+    plus the prompt alone for generation for evaluation."""
+    from processing import TSNPaliGemmaEvalCollator, TSNPaliGemmaSCSTCollator, TSNPaliGemmaTrainCollator
+
+    evaluation = TSNPaliGemmaEvalCollator(processor, prompt=data_args.prompt, max_length=data_args.max_length)
+    if train_objective == "scst":
+        return TSNPaliGemmaSCSTCollator(processor, prompt=data_args.prompt, augment=data_args.augment), evaluation
 
     # "all" rows already carry their own `caption`; the choice then does not matter.
     choice = "first" if data_args.caption_choice == "all" else data_args.caption_choice
@@ -66,4 +79,4 @@ def build_collators(processor, data_args) -> tuple:
         max_length=data_args.max_length,
         augment=data_args.augment,
     )
-    return train, TSNPaliGemmaEvalCollator(processor, prompt=data_args.prompt, max_length=data_args.max_length)
+    return train, evaluation

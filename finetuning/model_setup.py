@@ -12,6 +12,7 @@ from transformers import AutoProcessor
 
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 from processing import processor_for_config
+from publishing.run_folder import describe_base
 from qlora import apply_lora, quantization_config
 
 from .arguments import on_cuda, resolve_quantization, resolve_strategy
@@ -137,6 +138,18 @@ def tsn_settings(config) -> dict:
     return {key: value for key, value in config.to_dict().items() if key.startswith("tsn_")}
 
 
+def base_parameter_count(model, base_type: str | None) -> int:
+    """Parameters of the base the run started from: not LoRA's, not PEFT's trainable copies of modules_to_save, and
+    not a segment encoder this run added to a plain PaliGemma."""
+    skip = ("lora_", ".modules_to_save.") + (() if base_type == "tsn_paligemma" else (".tsn.",))
+    total = 0
+    for name, parameter in model.named_parameters():
+        if not any(part in name for part in skip):
+            quant_state = getattr(parameter, "quant_state", None)  # Params4bit: numel() counts packed bytes
+            total += int(torch.Size(quant_state.shape).numel()) if quant_state is not None else parameter.numel()
+    return total
+
+
 def prepare_training_model(args, plan: TrainingPlan):
     """(the model the Trainer trains, its processor, the run summary so far)."""
     training = args.training
@@ -151,6 +164,8 @@ def prepare_training_model(args, plan: TrainingPlan):
         "integration": config.tsn_integration,
         "world_size": training.world_size,
     }
+    base = describe_base(args.model.model_name_or_path)
+    summary["base_model"] = {**base, "parameters": base_parameter_count(model, base.get("model_type"))}
     return model, load_processor(args.model, config), summary
 
 

@@ -76,6 +76,14 @@ def _number(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def objective_settings(objective) -> dict:
+    """The training objective and, for SCST, its sampling settings: what the card and eval_results.json state."""
+    values = {"train_objective": objective.train_objective}
+    if objective.train_objective == "scst":
+        values.update({name: getattr(objective, name) for name in vars(objective) if name.startswith("scst_")})
+    return values
+
+
 def write_run_config(args, plan, summary: dict, model_config) -> None:
     """output_dir/finetune_config.yaml: the resolved arguments (finetune.py accepts the file back as is), the TSN
     settings the model actually got, and a first comment line with the strategy and the trainable count."""
@@ -93,6 +101,7 @@ def write_run_config(args, plan, summary: dict, model_config) -> None:
         quantization=plan.quantization,
         activation_checkpointing=bool(training.activation_checkpointing),
         **tsn_settings(model_config),
+        **objective_settings(args.objective),
     )
     total, trainable = summary["total_parameters"], summary["trainable_parameters"]
     header = f"train_strategy {plan.strategy}: {trainable:,} of {total:,} parameters train"

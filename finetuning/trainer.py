@@ -15,6 +15,8 @@ from transformers.trainer_utils import EvalLoopOutput
 from metrics import caption_metrics, flatten_metrics
 from processing import postprocess_caption
 
+from .scst import SCSTStats, scst_loss
+
 logger = logging.getLogger(__name__)
 
 GENERATION_KEYS = ("gen_input_ids", "gen_attention_mask", "gen_token_type_ids")
@@ -100,7 +102,16 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
     # metric_key_prefix -> the split's name in eval_results.json and its predictions file
     SPLIT_NAMES = {"eval": "val", "test": "test", "baseline": "baseline_test"}
 
-    def __init__(self, *args, eval_data_collator, caption_generation_config: GenerationConfig, prompt: str, **kwargs):
+    def __init__(
+        self,
+        *args,
+        eval_data_collator,
+        caption_generation_config: GenerationConfig,
+        prompt: str,
+        scst=None,
+        objective: dict | None = None,
+        **kwargs,
+    ):
         smoothing = kwargs["args"].label_smoothing_factor
         kwargs.setdefault(
             "compute_loss_func",
@@ -112,6 +123,9 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         self.eval_data_collator = eval_data_collator
         self.caption_generation_config = caption_generation_config
         self.prompt = prompt
+        self.scst = scst  # (SCSTSettings, reward) when train_objective is scst
+        self.scst_stats = SCSTStats()
+        self.objective = objective
 
     def get_eval_dataloader(self, eval_dataset=None):
         return self._with_eval_collator(super().get_eval_dataloader, eval_dataset)
@@ -128,10 +142,20 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
             self.data_collator = train_collator
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if "references" in inputs:  # an SCST training batch (TSNPaliGemmaSCSTCollator)
+            settings, reward = self.scst
+            loss = scst_loss(model, inputs, reward, self.processing_class, self.prompt, settings, self.scst_stats)
+            return (loss, None) if return_outputs else loss
         inputs = {key: value for key, value in inputs.items() if key not in (*GENERATION_KEYS, "row_index")}
         if "labels" in inputs:  # the LM head runs only where the loss reads
             inputs["logits_to_keep"] = caption_positions(inputs["labels"])
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        """The training log gains SCST's mean reward and mean sampled length since the last log."""
+        if "loss" in logs:
+            logs.update(self.scst_stats.pop())
+        super().log(logs, *args, **kwargs)
 
     def generation_config_for(self, gen_kwargs: dict) -> GenerationConfig:
         """`caption_generation_config` with evaluate()/predict()'s generation keywords; unknown ones are an error."""
@@ -194,6 +218,8 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         results_path = output_dir / "eval_results.json"
         results = json.loads(results_path.read_text()) if results_path.is_file() else {}
         results[split] = {"loss": loss, "num_samples": len(records), **scores}
+        if self.objective:  # how the scored model was trained (cross-entropy or SCST and its settings)
+            results["objective"] = self.objective
         if self.state.global_step:
             results[split]["step"] = self.state.global_step
         results_path.write_text(json.dumps(results, indent=2) + "\n")
@@ -217,8 +243,18 @@ def caption_generation_config(model, generation_args) -> GenerationConfig:
 def build_trainer(args, model, processor, splits, callbacks=None, model_init=None) -> TSNPaliGemmaTrainer:
     """The trainer of a run: collators from the data arguments, evaluation decoding from the generation ones."""
     from .data import build_collators
+    from .outputs import objective_settings
 
-    train_collator, eval_collator = build_collators(processor, args.data)
+    train_collator, eval_collator = build_collators(processor, args.data, args.objective.train_objective)
+    scst = None
+    if args.objective.train_objective == "scst":
+        from metrics import CiderDReward
+
+        from .scst import SCSTSettings
+
+        # Document frequencies from the training split's references, once: the reward is the reported CIDEr-D.
+        references = splits["train"].select_columns(["captions"])["captions"]
+        scst = (SCSTSettings.from_args(args.objective, args.generation), CiderDReward(references))
     return TSNPaliGemmaTrainer(
         model=None if model_init else model,
         model_init=model_init,
@@ -230,5 +266,7 @@ def build_trainer(args, model, processor, splits, callbacks=None, model_init=Non
         processing_class=processor,
         caption_generation_config=caption_generation_config(model, args.generation),
         prompt=args.data.prompt,
+        scst=scst,
+        objective=objective_settings(args.objective) if args.training.do_train else None,
         callbacks=callbacks,
     )

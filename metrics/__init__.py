@@ -7,8 +7,10 @@ scores as `evaluate` modules (`evaluate.load("metrics/bleu")`). See docs/metrics
 from ._java import JavaNotFoundError, java_available
 from ._suite import METRICS, SCORE_NAMES, caption_metrics, flatten_metrics
 from ._tokenize import ptb_tokenize, ptb_tokenize_streams
+from .reward import CiderDReward
 
 __all__ = [
+    "CiderDReward",
     "METRICS",
     "SCORE_NAMES",
     "JavaNotFoundError",

@@ -121,13 +121,18 @@ def _lcs_length(masks: dict[str, int], length: int, tokens: list[str]) -> int:
     return length - row.bit_count()
 
 
-def _cider_d(hyps: list[str], refs: list[list[str]], ngrams) -> float:
+def cider_idf(refs: list[list[str]], ngrams) -> tuple[dict, float]:
+    """(idf per n-gram, log of the image count) of CIDEr-D: document frequencies over the images' reference sets."""
     document_frequency: Counter = Counter()
     for references in refs:
         document_frequency.update({ngram for reference in references for ngram in ngrams(reference)})
-    log_reference_count = math.log(float(len(hyps)))
+    log_reference_count = math.log(float(len(refs)))
     # idf; an n-gram no reference has gets df 1 (log 1 = 0)
-    idf = {ngram: log_reference_count - math.log(df) for ngram, df in document_frequency.items()}
+    return {ngram: log_reference_count - math.log(df) for ngram, df in document_frequency.items()}, log_reference_count
+
+
+def cider_d_scores(hyps: list[str], refs: list[list[str]], ngrams, idf: dict, log_reference_count: float) -> list:
+    """CIDEr-D of each caption against its references, with the given idf (coco-caption's per-image scores)."""
     vectors: dict[str, tuple[dict, list[float], int]] = {}
 
     def vector(sentence: str) -> tuple[dict, list[float], int]:
@@ -160,4 +165,10 @@ def _cider_d(hyps: list[str], refs: list[list[str]], ngrams) -> float:
                 total[n] += similarity[n] * penalty
         # mean over n (numpy's order for 4 values), over references, times 10
         scores.append((((total[0] + total[1]) + total[2]) + total[3]) / _MAX_N / len(references) * 10.0)
-    return float(np.mean(np.array(scores)))
+    return scores
+
+
+def _cider_d(hyps: list[str], refs: list[list[str]], ngrams) -> float:
+    """pycocoevalcap's Cider: idf from the scored set's own references, the mean over its images."""
+    idf, log_reference_count = cider_idf(refs, ngrams)
+    return float(np.mean(np.array(cider_d_scores(hyps, refs, ngrams, idf, log_reference_count))))

@@ -25,11 +25,13 @@ from dataset_builder import CITATION as RISC_CITATION
 from processing import DEFAULT_PROMPT
 
 from . import card_rows
+from .paths import looks_like_local_path
 from .run_folder import (
     EXAMPLE_IMAGE,
     SAMPLES_IMAGE,
     base_model_id,
     dataset_id,
+    describe_base,
     find_example_image,
     load_baseline,
     model_config,
@@ -40,7 +42,7 @@ from .run_folder import (
 )
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-LICENSE = "gemma"  # every PaliGemma (1 and 2) checkpoint is under the Gemma terms; a fine-tune inherits them
+UNKNOWN_LICENSE = "unknown"  # the Hub's value when the base states none
 GENERATE_CODE = """image = Image.open("aerial.jpg").convert("RGB")
 inputs = processor(images=image, text="<image>{prompt}", return_tensors="pt")
 with torch.no_grad():
@@ -95,7 +97,7 @@ def _card_data(run: dict, repo_id: str, adapter_only: bool, revision: str) -> Mo
             }
         ]
     return ModelCardData(
-        license=LICENSE,
+        license=run["license"],
         base_model=run["base_id"],
         pipeline_tag="image-text-to-text",
         library_name="peft" if adapter_only else "transformers",
@@ -138,12 +140,38 @@ def _method(strategy: str, quantization: str) -> tuple[str, str]:
     return method, "full model (LoRA merged)"
 
 
+def base_text(base_id: str | None, base: dict) -> str:
+    """How the card names the base: a Hub link, or what the run recorded of a local folder (never its path)."""
+    if base_id:
+        return f"[{base_id}](https://huggingface.co/{base_id})"
+    kind = {"tsn_paligemma": "TSN-PaliGemma", "paligemma": "PaliGemma"}.get(base.get("model_type"), "model")
+    name = f" `{base['name']}`" if base.get("name") and not looks_like_local_path(base["name"]) else ""
+    size = f" of {card_rows.count(base['parameters'])} parameters" if base.get("parameters") else ""
+    return f"a local {kind} checkpoint{name}{size}"
+
+
+def data_text(train_images: dict[str, int], dataset: str) -> str:
+    """The training data as the run recorded it: image counts per source."""
+    if not train_images:
+        return f"the train split of {dataset}"
+    total = sum(train_images.values())
+    sources = ", ".join(f"{card_rows.SOURCE_NAMES.get(name, name)} {n:,}" for name, n in train_images.items())
+    return f"{total:,} training images ({sources}; five captions each)"
+
+
 def read_run(output_dir: Path, adapter_only: bool, base_model: str | None, dataset: str | None) -> dict:
     """Everything the card shows, read from the output_dir once."""
     finetune_config = read_finetune_config(output_dir)
     config = model_config(output_dir, adapter_only)
     tsn = {**{k: v for k, v in finetune_config.items() if k.startswith("tsn_")}, **config}
+    summary = read_optional_json(output_dir / "training_summary.json")
+    base_id = base_model_id(finetune_config, base_model)
+    # What the run recorded of its base; for older runs, the base as it is now (its folder, or its Hub id).
+    base = summary.get("base_model") or describe_base(base_id or finetune_config.get("model_name_or_path"))
     return {
+        "summary": summary,
+        "base": base,
+        "license": base.get("license") or UNKNOWN_LICENSE,
         "eval_results": read_test_results(output_dir),
         "finetune_config": finetune_config,
         "config": config,
@@ -151,12 +179,12 @@ def read_run(output_dir: Path, adapter_only: bool, base_model: str | None, datas
         "integration": tsn.get("tsn_integration", "enhanced"),
         "strategy": card_rows.strategy(finetune_config),
         "quantization": finetune_config.get("quantization", "4bit"),
-        "base_id": base_model_id(finetune_config, base_model),
+        "base_id": base_id,
         "dataset": dataset_id(finetune_config, dataset),
         "prompt": finetune_config.get("prompt") or DEFAULT_PROMPT,
         "predictions": read_jsonl(output_dir / "predictions.jsonl"),
         "characteristics": read_optional_json(output_dir / "characteristics.json"),
-        "trainable": read_optional_json(output_dir / "training_summary.json").get("trainable_parameters"),
+        "trainable": summary.get("trainable_parameters"),
         "has_samples": (output_dir / SAMPLES_IMAGE).is_file(),
         "example": None if adapter_only else find_example_image(output_dir),
     }
@@ -164,18 +192,23 @@ def read_run(output_dir: Path, adapter_only: bool, base_model: str | None, datas
 
 def _template_values(run: dict, repo_id: str, adapter_only: bool, revision: str, baseline: dict | None) -> dict:
     finetune_config, base_id = run["finetune_config"], run["base_id"]
-    base_text = f"[{base_id}](https://huggingface.co/{base_id})" if base_id else "a local PaliGemma checkpoint"
+    base = base_text(base_id, run["base"])
     method, kind = _method(run["strategy"], run["quantization"])
     max_new_tokens = int(finetune_config.get("max_new_tokens") or 30)
     num_beams = int(finetune_config.get("num_beams") or 1)
     overall = run["eval_results"]["test"]["overall"]
+    results = card_rows.results_rows(run["eval_results"], baseline, _source_counts(run["predictions"]))
     return {
         "name": repo_id.split("/")[-1],
         "repo_id": repo_id,
         "revision": revision,
         "adapter_only": adapter_only,
         "base_id": base_id,
-        "base_text": base_text,
+        "base_text": base,
+        "data_text": data_text(run["summary"].get("train_images") or {}, run["dataset"]),
+        "license": run["license"],
+        "image_size": card_rows.image_size(run["config"]),
+        "few_images": card_rows.FEW_IMAGES,
         "method": method,
         "kind": "LoRA adapter (with the trained segment encoder)" if adapter_only else kind,
         "summary": _summary(run["tsn"]),
@@ -189,7 +222,8 @@ def _template_values(run: dict, repo_id: str, adapter_only: bool, revision: str,
             "images",
             *(card_rows.METRIC_NAMES.get(k, k) for k in card_rows.metric_keys(overall)),
         ],
-        "results_rows": card_rows.results_rows(run["eval_results"], baseline, _source_counts(run["predictions"])),
+        "results_rows": results,
+        "has_few_images": any(row[1].endswith("(few)") for row in results),
         "has_samples": run["has_samples"],
         "samples_image": SAMPLES_IMAGE,
         "example_rows": card_rows.example_rows(run["predictions"]),
@@ -198,7 +232,7 @@ def _template_values(run: dict, repo_id: str, adapter_only: bool, revision: str,
         "generate_code": GENERATE_CODE.format(
             prompt=run["prompt"], max_new_tokens=max_new_tokens, num_beams=num_beams
         ),
-        "training_rows": card_rows.training_rows(finetune_config, base_text, run["trainable"]),
+        "training_rows": card_rows.training_rows(finetune_config, base, run["trainable"]),
         "cost_rows": card_rows.cost_rows(run["characteristics"]),
         "cost_note": card_rows.cost_note(run["characteristics"]),
         "citations": (TEMPLATES / "citations.bib").read_text(encoding="utf-8") + RISC_CITATION.strip(),

@@ -25,6 +25,11 @@ INTEGRATIONS = {
 }
 LANGUAGE_MODELS = {"gemma": "Gemma (PaliGemma 1)", "gemma2": "Gemma 2 (PaliGemma 2)"}
 TRAINING_KEYS = [  # (finetune_config.yaml key, label); only these are shown, never paths
+    ("train_objective", "objective"),
+    ("scst_samples", "SCST: captions sampled per image"),
+    ("scst_baseline", "SCST: baseline"),
+    ("scst_temperature", "SCST: temperature"),
+    ("scst_top_k", "SCST: top-k (0 = all)"),
     ("learning_rate", "learning rate"),
     ("lr_scheduler_type", "schedule"),
     ("warmup_steps", "warm-up steps"),
@@ -45,6 +50,15 @@ QUANTIZED_BASES = {
     "8bit": "8-bit base",
     "none": "full-precision base",
 }
+
+
+FEW_IMAGES = 30  # a score over fewer images is marked: its n-gram statistics come from those images alone
+
+
+def image_size(config: dict) -> str:
+    """ "128x128 px": the processor's resize target (what the model sees), else the vision config's image size."""
+    height, width = config.get("processor_image_size") or [(config.get("vision_config") or {}).get("image_size")] * 2
+    return f"{height}x{width} px" if height else "-"
 
 
 def number(value: Any, digits: int = 4) -> str:
@@ -131,10 +145,10 @@ def tsn_rows(config: dict) -> list[tuple[str, str]]:
             rows.append(("tokens per segment side", config.get("tsn_replace_grid_size")))
         if config.get("tsn_dropout"):
             rows.append(("segment dropout", config.get("tsn_dropout")))
-    vision, text = config.get("vision_config") or {}, config.get("text_config") or {}
+    text = config.get("text_config") or {}
     model_type = text.get("model_type", "-")
     rows += [
-        ("image size", f"{vision.get('image_size', '-')} px"),
+        ("image size", image_size(config)),
         ("image tokens", config.get("image_seq_length", "-")),
         ("language model", LANGUAGE_MODELS.get(model_type, model_type)),
     ]
@@ -153,7 +167,8 @@ def results_rows(eval_results: dict, baseline: dict | None, counts: dict[str, in
 
     def add(label: str, scores: dict | None, images: Any) -> None:
         if scores:
-            rows.append([label, str(images), *(number(scores.get(key)) for key in keys)])
+            few = isinstance(images, int) and images < FEW_IMAGES
+            rows.append([label, f"{images} (few)" if few else str(images), *(number(scores.get(key)) for key in keys)])
 
     overall_count = test.get("num_samples") or sum(counts.values()) or "-"
     add("**test, all sources**", test["overall"], overall_count)
@@ -188,17 +203,21 @@ def cost_rows(characteristics: dict) -> list[tuple[str, str]]:
         ("parameters", count(characteristics.get("total_parameters"))),
         ("trained parameters (LoRA + segment encoder)", count(characteristics.get("trainable_parameters"))),
         ("GFLOPs per caption", significant(characteristics.get("gflops_per_caption"))),
-        ("latency per image, mean", f"{number(characteristics.get('latency_ms_mean'), 1)} ms"),
+        ("latency per image, median", f"{number(characteristics.get('latency_ms_median'), 1)} ms"),
         ("latency per image, p95", f"{number(characteristics.get('latency_ms_p95'), 1)} ms"),
     ]
 
 
 def cost_note(characteristics: dict) -> str:
     get = characteristics.get
+    machine = get("device", "an unnamed device")
+    if get("cpu_count"):
+        machine += f" on a machine of {get('cpu_count')} cores"
+    load = f", 1-minute load average {get('load_average_1min')}" if get("load_average_1min") is not None else ""
     return (
-        f"Measured on {get('device', 'an unnamed device')}, {get('dtype', '-')}, over "
-        f"{get('num_images', '-')} test images, {get('num_beams', '-')} beam(s), at most "
-        f"{get('max_new_tokens', '-')} new tokens per caption."
+        f"Latency: batch 1, {get('dtype', '-')}, {get('num_beams', '-')} beam(s), at most "
+        f"{get('max_new_tokens', '-')} new tokens; the median of {get('repeats', 1)} round(s) over "
+        f"{get('num_images', '-')} test images after one warm-up call. Measured on {machine}{load}."
     )
 
 

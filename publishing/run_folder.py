@@ -43,7 +43,7 @@ def read_optional_json(path: Path) -> dict:
 
 def model_config(output_dir: Path, adapter_only: bool) -> dict:
     """The TSN-PaliGemma config.json of the published model (merged/, or adapter/ for an adapter-only card), plus
-    `image_seq_length` from its processor (a config property, not saved in config.json)."""
+    `image_seq_length` (a config property, not saved in config.json) and `processor_image_size` from its processor."""
     for folder in ("adapter", "merged") if adapter_only else ("merged", "adapter"):
         path = output_dir / folder / "config.json"
         if path.is_file():
@@ -53,6 +53,9 @@ def model_config(output_dir: Path, adapter_only: bool) -> dict:
                 image_processor = processor.get("image_processor", processor)
                 if image_processor.get("image_seq_length"):
                     config.setdefault("image_seq_length", image_processor["image_seq_length"])
+                size = image_processor.get("size") or {}
+                if size.get("height"):  # what the processor resizes every image to (the card's "image size")
+                    config.setdefault("processor_image_size", [size["height"], size.get("width", size["height"])])
             return config
     return {}
 
@@ -68,6 +71,29 @@ def base_model_id(finetune_config: dict, base_model: str | None = None) -> str |
         return base_model
     candidate = finetune_config.get("model_name_or_path")
     return candidate if is_hub_id(candidate) else None
+
+
+GEMMA_BASES = ("google/paligemma",)  # every Google PaliGemma (1 and 2) checkpoint is under the Gemma terms
+
+
+def describe_base(name: str | None) -> dict:
+    """What the card says of a base model: its name (a Hub id, or a local folder's name: never a path), its model
+    type and license (the folder's config.json and README metadata; the Gemma terms for Google's PaliGemma ids and
+    for local PaliGemma checkpoints; else None)."""
+    if not name:
+        return {}
+    folder = Path(name).expanduser()
+    record: dict[str, Any] = {"name": folder.resolve().name if folder.is_dir() else name, "local": folder.is_dir()}
+    if folder.is_dir():
+        if (folder / "config.json").is_file():
+            record["model_type"] = read_json(folder / "config.json").get("model_type")
+        if (folder / "README.md").is_file():
+            from huggingface_hub import ModelCard
+
+            record["license"] = ModelCard.load(folder / "README.md").data.license
+    if not record.get("license") and (name.startswith(GEMMA_BASES) or record.get("model_type") == "paligemma"):
+        record["license"] = "gemma"
+    return record
 
 
 def dataset_id(finetune_config: dict, dataset: str | None = None) -> str:

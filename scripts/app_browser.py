@@ -56,9 +56,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(model: str | None, port: int | None = None, timeout: float = 180.0, app_file: Path | None = None):
+def running_app(
+    model: str | None, port: int | None = None, timeout: float | None = None, app_file: Path | None = None
+):
     """app.py (`app_file`, default the repository's) in a subprocess on 127.0.0.1, with `--model model` unless None;
-    yields its URL once it answers, stops it afterwards."""
+    yields its URL once it answers (or fails when the process ends first, or after `timeout` seconds if given),
+    stops it afterwards."""
     port = port or free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     log = tempfile.TemporaryFile()
@@ -67,7 +70,7 @@ def running_app(model: str | None, port: int | None = None, timeout: float = 180
     process = subprocess.Popen(command, cwd=app_file.parent, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout if timeout is not None else float("inf")
         while True:
             try:
                 urllib.request.urlopen(url, timeout=2).read()
@@ -102,7 +105,7 @@ def chromium():
 
 
 def caption_in_page(
-    driver, url: str, images: list[Path], num_beams: int = 1, max_new_tokens: int = 30, timeout: float = 120.0
+    driver, url: str, images: list[Path], num_beams: int = 1, max_new_tokens: int = 30, timeout: float = 3600.0
 ) -> tuple[str, str]:
     """Open the app, upload `images`, set beams and length, press Caption; returns (captions text, message text)."""
     from selenium.webdriver.common.by import By

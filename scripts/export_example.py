@@ -1,12 +1,13 @@
 """Export a trained TSN-PaliGemma into the repository as an example model folder: bf16 safetensors, config,
-generation config, processor, and the two model code files as links to the repository's own (one copy of the code).
+generation config, processor, and the three model code files copied from the repository (real files, so that a
+copied folder keeps working; tests/test_example_model.py checks they stay identical to the repository's).
 
     python -m scripts.export_example outputs/rsicd-mini/merged examples/rsicd-mini [--max_megabytes 50]
 
 The folder loads like a Hub repo: `AutoModelForImageTextToText.from_pretrained(FOLDER, trust_remote_code=True)`.
 """
 
-import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +29,10 @@ class ExportArguments:
     max_megabytes: float = field(default=50.0, metadata={"help": "Fail if the weights file is larger."})
 
 
-def link_code_files(output_dir: Path) -> None:
-    """Replace the code files save_pretrained copied with relative links to the repository's files."""
+def copy_code_files(output_dir: Path) -> None:
+    """The repository's model code files into the folder (what save_pretrained copied may be an older import)."""
     for name in CODE_FILES:
-        target = output_dir / name
-        target.unlink(missing_ok=True)
-        target.symlink_to(os.path.relpath(REPO_ROOT / name, output_dir))
+        shutil.copyfile(REPO_ROOT / name, output_dir / name)
 
 
 def drop_local_paths(output_dir: Path) -> None:
@@ -51,7 +50,7 @@ def export_example(args: ExportArguments) -> Path:
     processor = AutoProcessor.from_pretrained(args.model_dir, trust_remote_code=True)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
-    link_code_files(output_dir)
+    copy_code_files(output_dir)
     drop_local_paths(output_dir)
     megabytes = (output_dir / "model.safetensors").stat().st_size / 1e6
     if megabytes > args.max_megabytes:

@@ -20,7 +20,7 @@ SAMPLE_DIR = REPO_ROOT / "dataset_builder" / "sample"
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is absent (it exists on the project's dev and CI machines)")
+        pytest.skip("optional larger real datasets (RSICD, NWPU VHR-10) are not installed beside this checkout")
     return SHARED_DATA
 
 
@@ -118,7 +118,6 @@ def load_as_hub_code_in_a_fresh_process(cases: dict, work: Path, cwd: Path) -> d
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     return torch.load(result_file, weights_only=False)

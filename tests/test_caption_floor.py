@@ -24,18 +24,28 @@ def test_fast_constant_cider_equals_coco_caption(sample_sets):
     candidates = list(dict.fromkeys(caption for captions in train for caption in captions))[:40]
     tokenized_refs = iter(ptb_tokenize([ref for refs in test for ref in refs]))
     index = ConstantCiderIndex([[next(tokenized_refs) for _ in refs] for refs in test])
+    exact = caption_metrics(  # each candidate under every test image, one group per candidate (scored alone)
+        [sentence for sentence in candidates for _ in test],
+        [references for _ in candidates for references in test],
+        groups=[sentence for sentence in candidates for _ in test],
+        metrics=("cider",),
+    )["groups"]
     for sentence, tokens in zip(candidates, ptb_tokenize(candidates)):
-        exact = caption_metrics([sentence] * len(test), test, metrics=("cider",))["overall"]["cider"]
-        assert index.score(tokens) == pytest.approx(exact, rel=1e-12, abs=1e-12), sentence
+        assert index.score(tokens) == pytest.approx(exact[sentence]["cider"], rel=1e-12, abs=1e-12), sentence
 
 
 def test_floor_is_the_best_candidate_by_exhaustive_search(sample_sets, capsys):
     train, test = sample_sets
     candidates = list(dict.fromkeys(caption for captions in train for caption in captions))
-    exhaustive = {
-        sentence: caption_metrics([sentence] * len(test), test, metrics=("cider",))["overall"]["cider"]
-        for sentence in candidates
-    }
+    # Every candidate under every test image, each candidate its own group: caption_metrics scores each group as if
+    # it were scored alone (tests/test_metrics_parity.py), in one tokenizer call instead of one per candidate.
+    scored = caption_metrics(
+        [sentence for sentence in candidates for _ in test],
+        [references for _ in candidates for references in test],
+        groups=[str(index) for index in range(len(candidates)) for _ in test],
+        metrics=("cider",),
+    )["groups"]
+    exhaustive = {sentence: scored[str(index)]["cider"] for index, sentence in enumerate(candidates)}
     floor = constant_caption_floor(candidates, test)
     assert floor["candidates"] == len(candidates)
     assert floor["scores"]["cider"] == max(exhaustive.values()) and exhaustive[floor["caption"]] == max(

@@ -3,6 +3,7 @@ counted like eager), latency statistics, CLI JSON."""
 
 import copy
 import json
+import os
 import time
 
 import pytest
@@ -17,9 +18,13 @@ TOKENS = 5
 KEYS = {
     "total_parameters",
     "gflops_per_caption",
+    "latency_ms_median",
     "latency_ms_mean",
     "latency_ms_p95",
     "num_images",
+    "repeats",
+    "cpu_count",
+    "load_average_1min",
     "num_beams",
     "max_new_tokens",
     "device",
@@ -107,16 +112,17 @@ def test_latency_and_reported_settings(models, sample_images):
     enhanced, _, processor = models
     enhanced.train()  # finetune.py may hand over a model in training mode
     start = time.perf_counter()
-    result = measure(enhanced, processor, sample_images[:2], num_images=3, num_beams=2)
+    result = measure(enhanced, processor, sample_images[:2], num_images=3, num_beams=2, repeats=2)
     elapsed_ms = 1000 * (time.perf_counter() - start)
     assert enhanced.training  # measured in eval mode, the caller's mode restored
     enhanced.eval()
     assert KEYS <= set(result)
-    assert result["num_images"] == 3  # cycles through the 2 images given
+    assert (result["num_images"], result["repeats"]) == (3, 2)  # cycles through the 2 images given
     assert (result["num_beams"], result["max_new_tokens"], result["batch_size"]) == (2, TOKENS, 1)
-    assert 0 < result["latency_ms_mean"] <= result["latency_ms_p95"]  # with 3 samples p95 >= mean always holds
-    # Three timed captions (plus a warm-up and the FLOP count) fit in the measured wall time: units are ms per image.
-    assert 3 * result["latency_ms_mean"] < elapsed_ms
+    assert 0 < result["latency_ms_median"] <= result["latency_ms_p95"]  # 6 samples: p95 >= median always holds
+    # Six timed captions (plus a warm-up and the FLOP count) fit in the measured wall time: units are ms per image.
+    assert 6 * result["latency_ms_mean"] < elapsed_ms
+    assert result["cpu_count"] == os.cpu_count() and result["load_average_1min"] >= 0
     assert result["new_tokens_mean"] == TOKENS == result["flops_counted_new_tokens"]  # fixed_length forces it
     assert result["dtype"] == "float32"
     assert result["device"] == describe_device("cpu") and "thread" in result["device"]
@@ -129,6 +135,20 @@ def test_errors_name_the_argument(models):
     enhanced, _, processor = models
     with pytest.raises(ValueError, match="images"):
         measure_characteristics(enhanced, processor, [])
+    with pytest.raises(ValueError, match="repeats=0 is invalid"):
+        measure_characteristics(enhanced, processor, [object()], repeats=0)
+
+
+def test_unset_decoding_takes_the_models_generation_config(models, sample_images):
+    enhanced, _, processor = models
+    config = enhanced.generation_config
+    saved = config.num_beams, config.max_new_tokens
+    config.num_beams, config.max_new_tokens = 3, 4
+    try:
+        result = measure_characteristics(enhanced, processor, sample_images[:1], num_images=1, repeats=1)
+    finally:
+        config.num_beams, config.max_new_tokens = saved
+    assert (result["num_beams"], result["max_new_tokens"]) == (3, 4) and result["new_tokens_mean"] <= 4
 
 
 def test_cli_prints_json(tiny_checkpoint, sample_image_paths, capsys):

@@ -4,6 +4,7 @@ captions differ by image."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import inference
+from publishing.run_folder import CODE_FILES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO_ROOT / "examples" / "rsicd-mini"
@@ -34,7 +36,8 @@ PROMPT = "<image>caption en"
 # Logits of the last prompt position (the first caption token), computed in float32 on CPU from the bf16 weights.
 PINNED_TOP5_IDS = [1955, 345, 283, 330, 400]  # "a", "some", "many", "the", "several"
 PINNED_TOP5_LOGITS = [7.8856, 7.2705, 7.1798, 7.0699, 6.8806]
-PINNED_CAPTION = "some green trees are near a stadium with a football field in it ."
+PINNED_CAPTION = "some green trees are near a stadium with a football field in it ."  # 3 beams, the model's setting
+GREEDY_CAPTION = "a white beach is near a piece of green ocean ."  # 1 beam: not what the reported scores used
 
 FRESH_PROCESS = r"""
 import json, sys
@@ -61,14 +64,26 @@ def example():
     return model, AutoProcessor.from_pretrained(EXAMPLE, trust_remote_code=True)
 
 
-def test_the_folder_is_small_bf16_and_has_no_second_copy_of_the_code():
+def test_the_folder_is_small_bf16_and_its_code_files_equal_the_repositorys():
+    """Real files (a `cp -r` of the folder keeps working), byte-identical to the code the tests run."""
     weights = EXAMPLE / "model.safetensors"
     assert weights.stat().st_size < 50e6
     config = json.loads((EXAMPLE / "config.json").read_text())
     assert config["torch_dtype" if "torch_dtype" in config else "dtype"] == "bfloat16"
-    for name in ("configuration_tsn_paligemma.py", "modeling_tsn_paligemma.py", "segment_encoder_tsn_paligemma.py"):
-        link = EXAMPLE / name
-        assert link.is_symlink() and link.resolve() == REPO_ROOT / name
+    for name in CODE_FILES:
+        copy = EXAMPLE / name
+        assert copy.is_file() and not copy.is_symlink(), f"{copy} must be a real file"
+        assert copy.read_bytes() == (REPO_ROOT / name).read_bytes(), f"{copy} differs. Fix: cp {name} {EXAMPLE}/"
+
+
+def test_a_copy_of_the_folder_loads_and_captions_like_the_original(tmp_path, example):
+    model, processor = example
+    copied = Path(shutil.copytree(EXAMPLE, tmp_path / "copied", symlinks=True))  # as `cp -r` copies it
+    again = AutoModelForImageTextToText.from_pretrained(copied, trust_remote_code=True, dtype=torch.float32).eval()
+    image = Image.open(PINNED_IMAGE).convert("RGB")
+    inputs = processor(images=image, text=PROMPT, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, again(**inputs).logits)
 
 
 def test_logits_on_a_fixed_image_are_pinned(example):
@@ -103,9 +118,38 @@ def test_auto_class_with_trust_remote_code_in_a_fresh_process(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout.splitlines()[-1])
     assert result["module"].startswith("transformers_modules.")
     assert result["caption"] == PINNED_CAPTION
+
+
+def test_inference_and_the_app_decode_with_the_models_generation_config_by_default(capsys):
+    """No decoding option: the model's generation_config (3 beams, as every reported score); --num_beams 1 still
+    gives greedy decoding when asked for."""
+    config = json.loads((EXAMPLE / "generation_config.json").read_text())
+    assert (config["num_beams"], config["max_new_tokens"]) == (3, 40)
+    assert inference.main([str(PINNED_IMAGE), "--model", str(EXAMPLE)]) == 0
+    assert capsys.readouterr().out == f"{PINNED_IMAGE}\t{PINNED_CAPTION}\n"
+    assert inference.main([str(PINNED_IMAGE), "--model", str(EXAMPLE), "--num_beams", "1"]) == 0
+    assert capsys.readouterr().out == f"{PINNED_IMAGE}\t{GREEDY_CAPTION}\n"
+    import app
+
+    demo = app.build_demo(str(EXAMPLE))
+    sliders = {
+        block.elem_id: block.value for block in demo.blocks.values() if block.elem_id in ("beams", "max_new_tokens")
+    }
+    assert sliders == {"beams": 3, "max_new_tokens": 40}
+
+
+def test_the_readmes_first_code_block_runs_as_written_and_prints_its_comment(tmp_path):
+    """README.md's first Python block, run from the repository root in a fresh process, prints the caption its last
+    comment line shows."""
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    expected = block.strip().splitlines()[-1].removeprefix("# ")
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    completed = subprocess.run([sys.executable, "-c", block], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.strip().splitlines()[-1] == expected == PINNED_CAPTION

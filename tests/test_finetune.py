@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from transformers import AutoProcessor
 
 import finetune
@@ -23,9 +24,11 @@ SAMPLE = str(REPO_ROOT / "dataset_builder" / "sample")
 
 
 @pytest.fixture(scope="module")
-def demo(tiny_checkpoint) -> list[str]:
-    """configs/demo.yaml on the fast tiny checkpoint instead of the shipped captioner."""
-    return [DEMO, "--model_name_or_path", str(tiny_checkpoint()), "--dataset_dir", SAMPLE]
+def demo(tiny_checkpoint, tmp_path_factory) -> list[str]:
+    """configs/demo.yaml on the fast tiny checkpoint instead of the shipped captioner, into an empty output_dir (the
+    checkout's outputs/demo may hold a real demo run)."""
+    output_dir = str(tmp_path_factory.mktemp("demo-args") / "out")
+    return [DEMO, "--model_name_or_path", str(tiny_checkpoint()), "--dataset_dir", SAMPLE, "--output_dir", output_dir]
 
 
 def test_yaml_then_cli_overrides(demo):
@@ -82,7 +85,7 @@ FAIL_FAST_CASES = {
     "invalid strategy": (["--train_strategy", "everything"], "train_strategy='everything' is invalid"),
     "missing model folder": (
         ["--model_name_or_path", "/nonexistent/tiny-base"],
-        "model_name_or_path='/nonexistent/tiny-base': the folder does not exist. Fix: create it",
+        "model_name_or_path='/nonexistent/tiny-base': the folder does not exist. Fix: pass an existing model folder",
     ),
     "missing relative model folder": (
         ["--model_name_or_path", "tests/no-such-model"],
@@ -307,10 +310,15 @@ def test_real_recipes_parse_with_their_settings(name, monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # the recipes name Hub models: online, they resolve
     path = str(REPO_ROOT / "configs" / f"{name}.yaml")
-    if not torch.cuda.is_available():  # bf16 training needs a GPU, or an explicit CPU run
-        with pytest.raises(ConfigError, match="bf16"):
+    cuda = torch.cuda.is_available()
+    if not cuda:  # bf16 training needs a GPU: refused on the CPU, also when use_cpu says so explicitly
+        with pytest.raises(ConfigError, match="bf16"):  # TrainingArguments' own check
             parse_finetune_args([path, "--dataset_dir", SAMPLE])
-    args = parse_finetune_args([path, "--dataset_dir", SAMPLE, "--use_cpu", str(not torch.cuda.is_available())])
+        with pytest.raises(ConfigError, match=r"^bf16=True needs a CUDA GPU, .* Fix: --bf16 false"):
+            parse_finetune_args([path, "--dataset_dir", SAMPLE, "--use_cpu", "true"])
+    args = parse_finetune_args(
+        [path, "--dataset_dir", SAMPLE, *([] if cuda else ["--use_cpu", "true", "--bf16", "false"])]
+    )
     assert args.model.model_name_or_path.startswith("google/paligemma")
     assert (args.model.quantization, args.model.lora_r, args.model.lora_alpha, args.model.lora_dropout) == (
         "4bit",
@@ -321,7 +329,8 @@ def test_real_recipes_parse_with_their_settings(name, monkeypatch):
     assert args.tsn.overrides()["tsn_segment_scales"] == [[1, 1], [2, 2]] and args.tsn.tsn_backbone == "resnet18"
     training = args.training
     assert training.per_device_train_batch_size * training.gradient_accumulation_steps == 16
-    assert (training.weight_decay, training.label_smoothing_factor, training.bf16) == (0.05, 0.1, True)
+    assert (training.weight_decay, training.label_smoothing_factor, training.bf16) == (0.05, 0.1, cuda)
+    assert yaml.safe_load(Path(path).read_text())["bf16"] is True
     assert args.generation.num_beams == 4 and training.load_best_model_at_end and training.activation_checkpointing
 
 
@@ -353,3 +362,77 @@ def test_rsicd_mini_heal_recipe_trains_every_weight_briefly(tiny_checkpoint):
     assert (args.model.train_strategy, args.model.quantization) == ("full", "none")
     assert args.training.num_train_epochs == 1 and args.training.learning_rate == 2e-4
     assert args.training.eval_strategy == "no" and args.data.augment
+
+
+# ------------------------------------------------------------------------------------------------ re-runs
+def previous_run(demo, output_dir: Path, checkpoint: bool = True) -> list[str]:
+    """An output_dir as a run of `demo` leaves it: its recorded training settings and a complete checkpoint."""
+    from finetuning.resume import SETTINGS_FILE, training_settings
+
+    argv = [*demo, "--output_dir", str(output_dir)]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / SETTINGS_FILE).write_text(json.dumps(training_settings(parse_finetune_args(argv))))
+    if checkpoint:
+        (output_dir / "checkpoint-32").mkdir()
+        (output_dir / "checkpoint-32" / "trainer_state.json").write_text(json.dumps({"global_step": 32}))
+    return argv
+
+
+def test_rerun_with_other_training_settings_stops_before_loading(demo, tmp_path, no_model_loading, capsys):
+    argv = previous_run(demo, tmp_path / "run")
+    before = {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir() if path.is_file()}
+    assert finetune.main([*argv, "--learning_rate", "0.002", "--lora_r", "8"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "holds checkpoint-32 of a run trained with other settings" in error
+    assert "(lora_r: 16 -> 8, learning_rate: 0.0005 -> 0.002)" in error
+    assert "--overwrite_output_dir true" in error and "a new --output_dir" in error
+    assert f"--resume_from_checkpoint {tmp_path / 'run' / 'checkpoint-32'}" in error
+    # Nothing written: the folder still describes the run that happened.
+    assert {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir() if path.is_file()} == before
+
+
+def test_rerun_with_the_same_training_settings_may_resume(demo, tmp_path):
+    argv = previous_run(demo, tmp_path / "run")
+    parse_finetune_args(argv)  # the same command: resumes
+    parse_finetune_args([*argv, "--num_beams", "5", "--max_test_samples", "4", "--logging_steps", "1"])  # eval only
+    for extra in (["--overwrite_output_dir", "true"], ["--resume_from_checkpoint", str(tmp_path / "run")]):
+        parse_finetune_args([*argv, "--learning_rate", "0.002", *extra])  # on purpose
+    parse_finetune_args([*argv, "--learning_rate", "0.002", "--do_train", "false"])  # evaluation trains nothing
+    with pytest.raises(ConfigError, match="other settings"):  # also before the first checkpoint
+        parse_finetune_args([*previous_run(demo, tmp_path / "early", checkpoint=False), "--seed", "1"])
+
+
+def test_checkpoints_without_recorded_settings_are_not_resumed_blindly(demo, tmp_path):
+    argv = previous_run(demo, tmp_path / "run")
+    (tmp_path / "run" / "training_settings.json").unlink()
+    with pytest.raises(ConfigError, match="holds checkpoint-32 but no training_settings.json"):
+        parse_finetune_args(argv)
+
+
+def test_overwrite_output_dir_clears_the_previous_run_and_records_the_new_settings(demo, tmp_path):
+    from finetuning.resume import prepare_output_dir
+
+    output_dir = tmp_path / "run"
+    argv = previous_run(demo, output_dir)
+    for name in ("eval_results.json", "finetune_config.yaml", "predictions.jsonl"):
+        (output_dir / name).write_text("{}")
+    (output_dir / "merged").mkdir()
+    (output_dir / "notes.txt").write_text("the user's own file")
+    args = parse_finetune_args([*argv, "--learning_rate", "0.002", "--overwrite_output_dir", "true"])
+    prepare_output_dir(args)
+    assert sorted(path.name for path in output_dir.iterdir()) == ["notes.txt", "training_settings.json"]
+    assert json.loads((output_dir / "training_settings.json").read_text())["learning_rate"] == 0.002
+
+
+def test_help_prints_the_usage_and_exits_0(capsys):
+    assert finetune.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: finetune.py [CONFIG.yaml] [--key value ...]") and "--overwrite_output_dir" in out
+
+
+def test_bf16_on_the_cpu_is_refused(demo, no_model_loading, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible: bf16 is valid here")
+    assert finetune.main([*demo, "--bf16", "true"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "bf16=True needs a CUDA GPU, but use_cpu is set" in error

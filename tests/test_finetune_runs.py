@@ -1,7 +1,8 @@
-"""finetune.py end to end, as subprocesses on the bundled sample (CPU, 4-bit): the demo on the shipped captioner
-(captions differ by image), and on the tiny checkpoint: the demo (loss falls, metrics rise, every output, merged
-model reproduces its predictions in a fresh process), kill + resume equals an uninterrupted run, DDP on CPU equals
-one process, and the HPO search."""
+"""finetune.py end to end, as subprocesses on the bundled sample (CPU, 4-bit). One run of the demo as `make demo`
+runs it (QLoRA on the shipped captioner) serves every demo test: loss falls, metrics rise, every output, captions
+differ by image, the card states what the run was, the exported merged model reproduces its predictions in a fresh
+process, a re-run with other settings stops. On the tiny checkpoint: kill + resume equals an uninterrupted run, DDP
+on CPU equals one process, and the HPO search."""
 
 import json
 import os
@@ -33,38 +34,14 @@ SHORT = [
     "2",
 ]
 
-# The demo's recipe for a random model: the shipped captioner needs a gentle fine-tune, the tiny random checkpoint a
-# strong one (its LM head is random and QLoRA never trains it) before its captions change.
-TINY_DEMO = [
-    "--learning_rate",
-    "0.005",
-    "--num_train_epochs",
-    "16",
-    "--lora_r",
-    "32",
-    "--lora_alpha",
-    "64",
-    "--num_beams",
-    "4",
-    "--max_new_tokens",
-    "20",
-    "--eval_steps",
-    "32",
-    "--save_steps",
-    "32",
-    "--warmup_steps",
-    "5",
-    "--weight_decay",
-    "0.05",
-]
-
 pytestmark = pytest.mark.slow
 
 
-def run_finetune(args: list[str], entry: list[str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_finetune(args: list[str], entry: list[str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     command = [sys.executable, *(entry or [str(REPO_ROOT / "finetune.py")]), *args]
-    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    # No timeout: on a loaded machine a run takes longer, and CI's own limit stops a hung one.
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
 
 
 def check(completed: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -81,7 +58,7 @@ def reproduce_in_a_fresh_process(model_dir: Path, output_dir: Path, tmp_path: Pa
     worker = str(REPO_ROOT / "tests" / "finetune_reproduce_worker.py")
     arguments = [str(model_dir), str(SAMPLE / "resized"), str(output_dir / "predictions.jsonl"), "8", str(out)]
     completed = subprocess.run(
-        [sys.executable, "-I", worker, *arguments], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-I", worker, *arguments], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     return json.loads(out.read_text())
@@ -93,11 +70,11 @@ def tiny_base(tiny_checkpoint) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tiny_base, tmp_path_factory):
-    """configs/demo.yaml as `make demo` runs it, on a fresh tiny checkpoint (with its recipe) and output_dir."""
+def demo_run(tmp_path_factory):
+    """configs/demo.yaml exactly as `make demo` runs it (QLoRA on examples/rsicd-mini), into a fresh output_dir: ONE
+    run that every demo test reads."""
     output_dir = tmp_path_factory.mktemp("demo") / "out"
-    arguments = [DEMO, "--model_name_or_path", tiny_base, *TINY_DEMO, "--output_dir", str(output_dir)]
-    completed = check(run_finetune(arguments))
+    completed = check(run_finetune([DEMO, "--output_dir", str(output_dir)]))
     return output_dir, completed.stdout
 
 
@@ -127,7 +104,7 @@ def test_demo_learns_and_writes_every_output(demo_run):
     assert list(output_dir.glob("checkpoint-*/adapter_model.safetensors"))
     assert json.loads((output_dir / "merged" / "config.json").read_text())["auto_map"]["AutoModel"]
     summary = json.loads((output_dir / "training_summary.json").read_text())
-    assert summary["last_train_loss"] < summary["first_train_loss"] - 1.0
+    assert summary["last_train_loss"] < summary["first_train_loss"]
     results = json.loads((output_dir / "eval_results.json").read_text())
     before, after = results["baseline_test"], results["test"]
     assert after["loss"] < before["loss"]
@@ -142,10 +119,8 @@ def test_demo_learns_and_writes_every_output(demo_run):
     assert config["tsn_integration"] == "enhanced" and config["quantization"] == "4bit"
 
 
-def test_the_demo_on_the_shipped_captioner_writes_captions_that_differ_by_image(tmp_path):
-    """configs/demo.yaml exactly as `make demo` runs it: QLoRA on examples/rsicd-mini."""
-    output_dir = tmp_path / "demo"
-    check(run_finetune([DEMO, "--output_dir", str(output_dir)]))
+def test_the_demo_writes_captions_that_differ_by_image_and_a_card_of_what_it_did(demo_run):
+    output_dir, _ = demo_run
     results = json.loads((output_dir / "eval_results.json").read_text())
     records = [json.loads(line) for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
     captions = [record["prediction"] for record in records]
@@ -154,50 +129,86 @@ def test_the_demo_on_the_shipped_captioner_writes_captions_that_differ_by_image(
     before = [json.loads(line)["prediction"] for line in (output_dir / "baseline_test_predictions.jsonl").open()]
     assert len(set(before)) >= 6, before  # the shipped model already describes what it sees
     assert results["test"]["overall"]["cider"] > results["baseline_test"]["overall"]["cider"]
+    summary = json.loads((output_dir / "training_summary.json").read_text())
+    assert summary["train_images"] == {"RSICD": 25, "UCM": 5}
+    characteristics = json.loads((output_dir / "characteristics.json").read_text())
+    # The base's own parameter count (not LoRA's, nor PEFT's copy of the encoder): the merged model's, here.
+    assert summary["base_model"] == {
+        "name": "rsicd-mini",
+        "local": True,
+        "model_type": "tsn_paligemma",
+        "license": "apache-2.0",
+        "parameters": characteristics["total_parameters"],
+    }
+    # The card says what this run was: the shipped small model, 30 sample images, 128 px, its base's license.
+    from huggingface_hub import ModelCard
+
+    from publishing import render_model_card
+
+    card = render_model_card(output_dir, "someone/tsn-demo")
+    assert ModelCard(card).data.license == "apache-2.0" and "Gemma terms" not in card
+    assert "224x224" not in card and "224 px" not in card
+    assert "trained from a local TSN-PaliGemma checkpoint `rsicd-mini` of 19.40 M parameters with QLoRA on 30" in card
+    assert "| image size | 128x128 px |" in card and "| **test, NWPU-Captions** | 1 (few) |" in card
+    assert characteristics["repeats"] == 3 and characteristics["latency_ms_median"] > 0
+    assert f"| latency per image, median | {characteristics['latency_ms_median']:.1f} ms |" in card
 
 
-def test_merged_model_reproduces_the_saved_predictions_in_a_fresh_process(demo_run, tmp_path):
+def test_a_demo_rerun_with_another_learning_rate_stops_before_loading_and_writes_nothing(demo_run):
     output_dir, _ = demo_run
-    reproduced = reproduce_in_a_fresh_process(output_dir / "merged", output_dir, tmp_path)
-    assert reproduced["module"].startswith("transformers_modules.")
-    saved = [json.loads(line)["prediction"] for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
-    assert [postprocess_caption(text, "caption en") for text in reproduced["texts"]] == saved
-    assert any(saved)  # a real caption, not an empty string reproduced
+    files = {path: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()}
+    rerun = run_finetune([DEMO, "--output_dir", str(output_dir), "--learning_rate", "0.002"])
+    assert rerun.returncode == 2 and "learning_rate: 0.0005 -> 0.002" in rerun.stderr
+    assert "Resuming" not in rerun.stderr and rerun.stderr.count("finetune.py: error:") == 1
+    assert {path: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()} == files
 
 
-def test_killed_run_resumes_at_its_checkpoint_and_ends_like_an_uninterrupted_one(tiny_base, tmp_path):
-    common = [
-        DEMO,
-        "--model_name_or_path",
-        tiny_base,
-        *SHORT,
-        "--save_steps",
-        "4",
-        "--save_total_limit",
-        "10",
-        "--do_eval",
-        "false",
-        "--do_predict",
-        "false",
-    ]
+def assert_a_killed_run_resumes_like_an_uninterrupted_one(common: list[str], tmp_path: Path, steps: int, kill_at: int):
+    """Run `common` uninterrupted; run it again, SIGKILLed right after checkpoint-`kill_at`; rerun the same command:
+    it resumes there, and its final adapter equals the uninterrupted run's."""
     reference = tmp_path / "uninterrupted"
     check(run_finetune([*common, "--output_dir", str(reference)]))
     resumed = tmp_path / "killed"
-    worker = [str(REPO_ROOT / "tests" / "finetune_kill_worker.py"), "8"]
+    worker = [str(REPO_ROOT / "tests" / "finetune_kill_worker.py"), str(kill_at)]
     killed = run_finetune([*common, "--output_dir", str(resumed)], entry=worker)
-    assert killed.returncode == -9  # SIGKILL, right after checkpoint-8 was saved
-    assert sorted(path.name for path in resumed.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
+    assert killed.returncode == -9  # SIGKILL, right after checkpoint-`kill_at` was saved
+    assert f"checkpoint-{kill_at}" in [path.name for path in resumed.glob("checkpoint-*")]
     assert not (resumed / "adapter").exists()
     check(run_finetune([*common, "--output_dir", str(resumed)]))  # the same command again
     summary = json.loads((resumed / "training_summary.json").read_text())
-    assert summary["resumed_from"].endswith("checkpoint-8") and summary["global_step"] == 16
-    state = json.loads((resumed / "checkpoint-16" / "trainer_state.json").read_text())
-    assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == list(range(2, 17, 2))
+    assert summary["resumed_from"].endswith(f"checkpoint-{kill_at}") and summary["global_step"] == steps
     expected = load_file(reference / "adapter" / "adapter_model.safetensors")
     actual = load_file(resumed / "adapter" / "adapter_model.safetensors")
     assert expected.keys() == actual.keys() and any("tsn" in key for key in expected)
     for key in expected:
         assert (expected[key] - actual[key]).abs().max() <= 1e-5, key
+    return reference, resumed
+
+
+def test_killed_run_resumes_at_its_checkpoint_and_ends_like_an_uninterrupted_one(tiny_base, tmp_path):
+    common = [DEMO, "--model_name_or_path", tiny_base, *SHORT, "--save_steps", "4", "--save_total_limit", "10"]
+    common += ["--do_eval", "false", "--do_predict", "false"]
+    _, resumed = assert_a_killed_run_resumes_like_an_uninterrupted_one(common, tmp_path, steps=16, kill_at=8)
+    assert sorted(path.name for path in resumed.glob("checkpoint-*")) == [f"checkpoint-{n}" for n in (12, 16, 4, 8)]
+    state = json.loads((resumed / "checkpoint-16" / "trainer_state.json").read_text())
+    assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == list(range(2, 17, 2))
+
+
+def test_a_run_killed_mid_scst_resumes_exactly(tmp_path):
+    """SCST on the shipped captioner (its samples get real, different rewards): the sampling RNG is in the
+    checkpoint, so the resumed run samples what the uninterrupted one sampled."""
+    common = [DEMO, "--train_objective", "scst", "--scst_samples", "3", "--scst_max_new_tokens", "12"]
+    common += ["--max_train_samples", "8", "--max_steps", "4", "--save_steps", "2", "--save_total_limit", "10"]
+    common += ["--eval_strategy", "no", "--load_best_model_at_end", "false", "--evaluate_before_training", "false"]
+    common += ["--logging_steps", "1", "--do_eval", "false", "--do_predict", "false"]
+    reference, resumed = assert_a_killed_run_resumes_like_an_uninterrupted_one(common, tmp_path, steps=4, kill_at=2)
+    logs = [json.loads((folder / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+            for folder in (reference, resumed)]  # fmt: skip
+    rewards = [[entry["scst_reward"] for entry in log if "scst_reward" in entry] for log in logs]
+    assert len(rewards[0]) == 4 and rewards[0][2:] == rewards[1][2:]  # steps 3-4: the same samples, same rewards
+    assert len(set(rewards[0])) > 1 and all(reward > 0 for reward in rewards[0])
+    results = yaml.safe_load((resumed / "finetune_config.yaml").read_text())
+    assert results["train_objective"] == "scst" and results["scst_samples"] == 3 and results["scst_baseline"] == "mean"
 
 
 def free_port() -> int:
@@ -347,6 +358,9 @@ def test_demo_output_publishes_a_model_that_loads_and_reproduces_its_predictions
     } == expected
     assert card.data.pipeline_tag == "image-text-to-text" and "remote-sensing" in card.data.tags
 
+    # The export is merged/ plus the card: loaded as Hub code in a fresh process, it writes predictions.jsonl again.
     reproduced = reproduce_in_a_fresh_process(export, output_dir, tmp_path)
+    assert reproduced["module"].startswith("transformers_modules.")
     saved = [json.loads(line)["prediction"] for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
     assert [postprocess_caption(text, "caption en") for text in reproduced["texts"]] == saved
+    assert any(saved)  # a real caption, not an empty string reproduced

@@ -25,8 +25,10 @@ PEFT_TRAINED = re.compile(r"lora_[AB]\.|\.tsn\.modules_to_save\.default\.")
 
 def training_model(folder, *overrides):
     """The model finetune.py would train with these overrides (BN frozen: its statistics are buffers that would
-    change in training and blur the comparison)."""
-    argv = [DEMO, "--model_name_or_path", str(folder), "--dataset_dir", SAMPLE, "--use_cpu", "true", *overrides]
+    change in training and blur the comparison); output_dir is a fresh folder, never the checkout's outputs/demo."""
+    output_dir = Path(folder).parent / "unused-output"
+    argv = [DEMO, "--model_name_or_path", str(folder), "--dataset_dir", SAMPLE, "--use_cpu", "true"]
+    argv += ["--output_dir", str(output_dir), *overrides]
     args = parse_finetune_args(argv)
     quantization = resolve_quantization(args.model.quantization, False, args.model.train_strategy)
     strategy = resolve_strategy(args.model.train_strategy, quantization)
@@ -168,3 +170,52 @@ def test_full_run_publishes_the_trained_model_without_an_adapter(tiny_checkpoint
     assert "train_strategy: full" in config_text
     again = parse_finetune_args([str(output_dir / "finetune_config.yaml")])  # the comment line is harmless
     assert again.model.train_strategy == "full"
+
+
+def changed_after_scst_steps(model, processor, rows, steps: int = 3) -> set[str]:
+    """changed_after_steps with the SCST loss; the reward is the caption's length, so that a random model's samples
+    get different rewards (the parameter sets are under test here, not CIDEr)."""
+    from finetuning.scst import SCSTSettings, scst_loss
+    from processing import TSNPaliGemmaSCSTCollator
+
+    batch = TSNPaliGemmaSCSTCollator(processor)(rows)
+    settings = SCSTSettings(scst_samples=3, max_new_tokens=6)
+    before = snapshot(model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        scst_loss(model, batch, lambda texts, refs: [float(len(text)) for text in texts], processor, "caption en",
+                  settings).backward()  # fmt: skip
+        optimizer.step()
+        optimizer.zero_grad()
+    after = snapshot(model)
+    return {name for name, tensor in after.items() if not torch.equal(before[name], tensor)}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("--train_strategy", "qlora", "--quantization", "4bit"),
+        ("--train_strategy", "lora", "--quantization", "none"),
+        ("--train_strategy", "full", "--quantization", "none"),
+        ("--train_strategy", "freeze", "--quantization", "none"),
+    ],
+    ids=["qlora", "lora", "full", "freeze"],
+)
+def test_scst_trains_the_parameters_cross_entropy_trains(tiny_checkpoint, batch_for, overrides):
+    from dataset_builder import load_risc
+
+    rows = list(load_risc(SAMPLE)["train"].select(range(2)))
+    processor = AutoProcessor.from_pretrained(tiny_checkpoint(), trust_remote_code=True)
+    changed = {}
+    for objective in ("xent", "scst"):
+        torch.manual_seed(0)
+        model, _ = training_model(tiny_checkpoint(), *overrides, "--train_objective", objective)
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        with torch.no_grad():
+            inner.model.tsn.gate.fill_(0.5)  # an open gate: the encoder gets gradients from the first step
+        if objective == "xent":
+            changed[objective] = changed_after_steps(model, batch_for)
+        else:
+            changed[objective] = changed_after_scst_steps(model, processor, rows)
+    assert changed["scst"] == changed["xent"] == trainable_names(model)

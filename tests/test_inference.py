@@ -279,10 +279,35 @@ def test_process_exit_status_is_1_after_writing_good_records(checkpoint, odd_fol
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert completed.returncode == 1, completed.stderr[-2000:]
     rows = list(csv.DictReader(io.StringIO(completed.stdout)))
     assert [row["file"] for row in rows] == [str(sample_image_paths[0])]
     assert "e_corrupt.jpg" in completed.stderr and "1 of 2 files could not be read" in completed.stderr
+
+
+@pytest.mark.parametrize(
+    "reference", ["/nonexistent/model", "./missing-model", "outputs-missing/run/merged", "~/nope"]
+)
+def test_a_missing_model_folder_is_one_line_and_no_network(reference, sample_image_paths, monkeypatch, capsys):
+    """Online (as in a venv activated by hand), a reference shaped like a local path never reaches the Hub client."""
+    from huggingface_hub import constants
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("from_pretrained was called for a missing local folder")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", no_loading)
+    status, out, err = run(capsys, sample_image_paths[0], "--model", reference)
+    assert status == 2 and out == ""
+    assert err == (
+        f"inference.py: error: --model {reference!r}: the folder does not exist. Fix: pass an existing model folder "
+        "(e.g. examples/rsicd-mini; `python -m scripts.make_tiny_checkpoint DIR` builds a random test model) or a Hub "
+        "id owner/name.\n"
+    )
+
+
+def test_a_folder_that_is_not_a_model_is_named(sample_image_paths, tmp_path, capsys):
+    status, _, err = run(capsys, sample_image_paths[0], "--model", tmp_path)
+    assert status == 2 and err.count("\n") == 1 and f"{str(tmp_path)!r} is a folder without config.json" in err

@@ -177,7 +177,6 @@ def test_evaluate_load_in_a_fresh_offline_process(sets, reference, tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
         check=False,
     )
     assert process.returncode == 0, process.stderr[-3000:]

@@ -111,9 +111,13 @@ def fabricate_card_inputs(output_dir: Path, base: str, baseline: bool = True) ->
         "total_parameters": 2_923_335_408,
         "trainable_parameters": 51_700_000,
         "gflops_per_caption": 1641.63,
-        "latency_ms_mean": 47.25,
+        "latency_ms_median": 47.25,
+        "latency_ms_mean": 49.0,
         "latency_ms_p95": 61.5,
         "num_images": 64,
+        "repeats": 3,
+        "cpu_count": 16,
+        "load_average_1min": 0.5,
         "num_beams": 4,
         "max_new_tokens": 30,
         "device": "NVIDIA H100 80GB HBM3",
@@ -179,8 +183,12 @@ def test_body_has_results_settings_recipe_cost_usage_and_citations(output_dir, c
     assert "| gradient accumulation | 2 |" in card_text and "| generation (evaluation) | 4 beams" in card_text
     assert "an_unknown_key" not in card_text
     assert "| parameters | 2.92 B |" in card_text and "| GFLOPs per caption | 1641.6 |" in card_text
-    assert "| latency per image, mean | 47.2 ms |" in card_text or "| latency per image, mean | 47.3 ms |" in card_text
-    assert "Measured on NVIDIA H100 80GB HBM3, bfloat16, over 64 test images" in card_text
+    assert (
+        "| latency per image, median | 47.2 ms |" in card_text
+        or "| latency per image, median | 47.3 ms |" in card_text
+    )
+    assert "the median of 3 round(s) over 64 test images after one warm-up call" in card_text
+    assert "Measured on NVIDIA H100 80GB HBM3 on a machine of 16 cores, 1-minute load average 0.5." in card_text
     assert "![Test images with the model's caption and a reference caption](samples.png)" in card_text
     assert "trust_remote_code=True" in card_text and 'revision = "main"' in card_text and "commit sha" in card_text
     assert f'pipeline("image-text-to-text", model="{REPO_ID}", revision="main", trust_remote_code=True)' in card_text
@@ -197,7 +205,10 @@ def test_no_local_path_in_the_card(tmp_path, monkeypatch):
     text = render_model_card(output_dir, REPO_ID, adapter_only=False, base_model=None)
     for path in (str(tmp_path), str(SAMPLE_DIR), "/tmp/"):
         assert path not in text
-    assert ModelCard(text).data.base_model is None and "a local PaliGemma checkpoint" in text
+    assert (
+        ModelCard(text).data.base_model is None
+        and "trained from a local model checkpoint `paligemma-local` with" in text
+    )
     # a relative path that exists here is local too, although it has a Hub id's shape
     monkeypatch.chdir(tmp_path)
     assert looks_like_local_path("checkpoints/paligemma-local") and not is_hub_id("checkpoints/paligemma-local")
@@ -215,7 +226,7 @@ def test_baseline_from_a_file_or_absent(tmp_path, output_dir):
     assert "| zero-shot base |" not in text and "No zero-shot baseline" in text
     for baseline in (str(zero_shot_run), results["baseline_test"]):
         text = render_model_card(bare, REPO_ID, adapter_only=False, base_model=None, baseline_results=baseline)
-        assert f"| zero-shot base | {results['baseline_test']['num_samples']} |" in text
+        assert f"| zero-shot base | {results['baseline_test']['num_samples']} (few) |" in text
         assert f"{results['baseline_test']['overall']['cider']:.4f}" in text
     with pytest.raises(FileNotFoundError, match="--baseline_results .* does not exist"):
         render_model_card(bare, REPO_ID, baseline_results=str(tmp_path / "missing.json"))
@@ -262,3 +273,51 @@ def test_card_states_a_full_strategy_its_trainable_count_and_pruned_layers(tmp_p
     assert "full training: every weight of the model trained (`train_strategy: full`)" in text
     assert "| trained parameters | 19.40 M |" in text
     assert "removed language-model layers 2" in text and "full-training" in ModelCard(text).data.tags
+
+
+def test_card_states_only_what_the_run_recorded(tmp_path):
+    """A small from-scratch base fine-tuned on a few images: the card names that base, its size and license, the
+    training images per source and the processor's image size, marks scores of few images, and claims no Gemma
+    weights, no RISC training and no 224 px input."""
+    output_dir = fabricate_card_inputs(tmp_path / "run", base="examples/rsicd-mini")
+    processor_path = output_dir / "merged" / "processor_config.json"
+    processor = json.loads(processor_path.read_text())
+    processor["image_processor"]["size"] = {"height": 128, "width": 128}
+    processor_path.write_text(json.dumps(processor))
+    summary = {
+        "total_parameters": 19_403_072,
+        "trainable_parameters": 1_234_567,
+        "base_model": {
+            "name": "rsicd-mini",
+            "local": True,
+            "model_type": "tsn_paligemma",
+            "license": "apache-2.0",
+            "parameters": 19_403_072,
+        },
+        "train_images": {"RSICD": 25, "UCM": 5},
+    }
+    (output_dir / "training_summary.json").write_text(json.dumps(summary))
+    text = render_model_card(output_dir, REPO_ID, adapter_only=False, base_model=None)
+    data = ModelCard(text).data
+    assert data.license == "apache-2.0" and data.base_model is None
+    assert "trained from a local TSN-PaliGemma checkpoint `rsicd-mini` of 19.40 M parameters with QLoRA" in text
+    assert "30 training images (RSICD 25, UCM-Captions 5; five captions each)" in text
+    assert "RISC (NWPU-Captions" not in text and "Gemma terms" not in text
+    assert "224x224" not in text and "224 px" not in text
+    assert "| image size | 128x128 px |" in text and "resized to 128x128 px" in text
+    assert "License: `apache-2.0`, the base model's." in text
+    test = json.loads((output_dir / "eval_results.json").read_text())["test"]
+    few = [line for line in text.splitlines() if "(few) |" in line]
+    assert few and all(line.startswith(("| **test", "| zero-shot", "| val")) for line in few)
+    assert len([line for line in few if line.startswith("| **test")]) == 1 + len(test["groups"])  # 12 images: all
+    assert 'Rows marked "(few)" score fewer than 30 images' in text
+
+
+def test_card_license_follows_the_base(tmp_path):
+    google = render_model_card(fabricate_card_inputs(tmp_path / "google", base=BASE), REPO_ID)
+    assert ModelCard(google).data.license == "gemma" and "Gemma terms of use" in google
+    local = fabricate_card_inputs(tmp_path / "local", base=str(tmp_path / "somewhere"))
+    (local / "training_summary.json").write_text(json.dumps({"base_model": {"name": "somewhere", "local": True}}))
+    text = render_model_card(local, REPO_ID)
+    assert ModelCard(text).data.license == "unknown" and "The base model states no license" in text
+    assert "Gemma terms" not in text

@@ -14,7 +14,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NARRATION = re.compile(
-    r"\bsessions?\b|\bgoals?\b|must[- ]show|seed recipe|\bissue[ -]?#?\d|\.\./shared|/work/|no GPU lent",
+    r"\bsessions?\b|\bgoals?\b|must[- ]show|seed recipe|\bissue[ -]?#?\d|\.\./shared|/work/|no GPU lent"
+    # how it was built or measured, and data sets the project does not ship
+    r"|used to run|how these (?:two )?runs went|shared the cores|other work shared|cold machine|not yet run"
+    r"|dev and CI machines|rsicd-1k|risc-mini|\"shared\" / \"data\"",
     re.IGNORECASE,
 )
 
@@ -22,7 +25,17 @@ NARRATION = re.compile(
 def product_texts() -> dict[str, str]:
     """Every user-facing text: docs, configs, Makefile, and the .py files (tests: their module docstring only)."""
     texts = {}
-    patterns = ("*.md", "docs/*.md", "metrics/*/README.md", "configs/**/*.yaml", "Makefile", "setup.cfg", ".ci/run")
+    patterns = (
+        "*.md",
+        "docs/*.md",
+        "metrics/*/README.md",
+        "examples/*/README.md",
+        "dataset_builder/sample/README.md",
+        "configs/**/*.yaml",
+        "Makefile",
+        "setup.cfg",
+        ".ci/run",
+    )
     for pattern in patterns:
         for path in REPO_ROOT.glob(pattern):
             texts[str(path.relative_to(REPO_ROOT))] = path.read_text()
@@ -69,7 +82,7 @@ def test_bench_prints_json_as_its_last_line_when_run_by_a_script(bench):
         "4",
     ]
     completed = subprocess.run(
-        command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300
+        command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "Do you wish to run the custom code" not in completed.stdout + completed.stderr

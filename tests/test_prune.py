@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import load_as_hub_code_in_a_fresh_process
 from safetensors.torch import load_file
 
@@ -159,9 +160,14 @@ def test_pruned_checkpoint_keeps_exactly_the_layers_and_loads_as_hub_code(tiny_g
 
 def test_report_prunes_scores_and_heals_each_k(tiny_gemma2, tmp_path):
     output_dir = tmp_path / "report"
-    heal = str(REPO_ROOT / "configs" / "rsicd_mini_heal.yaml")
+    # The real healing recipe, scored on 4 test images with short greedy captions: the report's plumbing is under
+    # test here, the recipe in tests/test_finetune.py.
+    recipe = yaml.safe_load((REPO_ROOT / "configs" / "rsicd_mini_heal.yaml").read_text())
+    recipe.update(max_test_samples=4, num_beams=1, max_new_tokens=8, grid_images=2)
+    heal = tmp_path / "heal.yaml"
+    heal.write_text(yaml.safe_dump(recipe))
     argv = ["--model_name_or_path", str(tiny_gemma2), "--dataset_dir", SAMPLE, "--output_dir", str(output_dir),
-            "--report_k", "0,1", "--heal_config", heal, "--num_images", "4"]  # fmt: skip
+            "--report_k", "0,1", "--heal_config", str(heal), "--num_images", "4"]  # fmt: skip
     assert prune.main(argv) == 0
     report = json.loads((output_dir / "pruning_report.json").read_text())
     rows = {row["k"]: row for row in report["rows"]}

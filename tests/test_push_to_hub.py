@@ -434,7 +434,6 @@ def test_dry_run_loads_in_a_fresh_process_and_reproduces_the_model(run, merged_e
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     got = torch.load(result_file, weights_only=False)
@@ -509,7 +508,7 @@ def test_cli_uploads_with_hf_endpoint_in_a_subprocess(run, merged_export, tmp_pa
             HF_HUB_DISABLE_PROGRESS_BARS="1",
         )
         command = [sys.executable, str(REPO_ROOT / "push_to_hub.py"), str(run.output_dir), "--repo_id", REPO_ID]
-        completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
         assert completed.returncode == 0, completed.stderr[-4000:]
         assert fake.files(REPO_ID) == _folder_files(merged_export)
         assert f"{fake.url}/{REPO_ID}/commit/" in completed.stdout
