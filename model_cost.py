@@ -161,9 +161,7 @@ def measure_characteristics(
         "prompt": prompt.removeprefix(IMAGE_TOKEN),
         "device": describe_device(model.device),
         "cpu_count": os.cpu_count(),
-        "load_average_1min": max(value for value in (load_before, _load_average()) if value is not None)
-        if load_before is not None
-        else None,
+        "load_average_1min": None if load_before is None else max(load_before, _load_average()),
         "dtype": str(model.dtype).removeprefix("torch."),
     }
     logger.info("characteristics: %s", result)

@@ -83,11 +83,16 @@ class TSNPaliGemmaTrainCollator:
             return {"padding": "longest"}
         return {"padding": "longest", "truncation": "only_second", "max_length": self.max_length}
 
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+    def _images(self, rows: list[dict]) -> list[Image.Image]:
+        """The rows' images as RGB, each with a random rotation/flip when `augment` is on."""
         images = [_rgb(row["image"]) for row in rows]
         if self.augment:
             transforms = [random.choice(DIHEDRAL_TRANSFORMS) for _ in images]
             images = [image if move is None else image.transpose(move) for image, move in zip(images, transforms)]
+        return images
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        images = self._images(rows)
         captions = [_pick_caption(row, self.caption_choice) for row in rows]
         batch = self.processor(
             text=[IMAGE_TOKEN + self.prompt] * len(rows),
@@ -147,15 +152,8 @@ class TSNPaliGemmaSCSTCollator(TSNPaliGemmaTrainCollator):
     """
 
     def __call__(self, rows: list[dict]) -> dict:
-        images = [_rgb(row["image"]) for row in rows]
-        if self.augment:
-            transforms = [random.choice(DIHEDRAL_TRANSFORMS) for _ in images]
-            images = [image if move is None else image.transpose(move) for image, move in zip(images, transforms)]
-        batch = dict(
-            self.processor(
-                text=[IMAGE_TOKEN + self.prompt] * len(rows), images=images, return_tensors="pt", padding="longest"
-            )
-        )
+        text = [IMAGE_TOKEN + self.prompt] * len(rows)
+        batch = dict(self.processor(text=text, images=self._images(rows), return_tensors="pt", padding="longest"))
         batch.pop("labels", None)
         batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])  # all prefix: the bidirectional block
         batch["references"] = [list(row["captions"]) for row in rows]

@@ -89,13 +89,18 @@ def load_processor(model_args, model_config):
     return processor_for_config(processor, model_config)
 
 
+def logical_numel(parameter) -> int:
+    """Values a parameter holds: for 4-bit weights their logical size (bitsandbytes packs two values per byte)."""
+    if getattr(parameter, "quant_state", None) is not None:  # Params4bit: numel() is the packed byte count
+        return int(torch.Size(parameter.quant_state.shape).numel())
+    return parameter.numel()
+
+
 def count_parameters(model) -> tuple[int, int]:
-    """(total, trainable); 4-bit weights count their logical size (bitsandbytes packs two values per byte)."""
+    """(total, trainable), 4-bit weights at their logical size."""
     total = trainable = 0
     for parameter in model.parameters():
-        count = parameter.numel()
-        if getattr(parameter, "quant_state", None) is not None:  # Params4bit: numel() is the packed byte count
-            count = int(torch.Size(parameter.quant_state.shape).numel())
+        count = logical_numel(parameter)
         total += count
         trainable += count if parameter.requires_grad else 0
     return total, trainable
@@ -142,12 +147,11 @@ def base_parameter_count(model, base_type: str | None) -> int:
     """Parameters of the base the run started from: not LoRA's, not PEFT's trainable copies of modules_to_save, and
     not a segment encoder this run added to a plain PaliGemma."""
     skip = ("lora_", ".modules_to_save.") + (() if base_type == "tsn_paligemma" else (".tsn.",))
-    total = 0
-    for name, parameter in model.named_parameters():
-        if not any(part in name for part in skip):
-            quant_state = getattr(parameter, "quant_state", None)  # Params4bit: numel() counts packed bytes
-            total += int(torch.Size(quant_state.shape).numel()) if quant_state is not None else parameter.numel()
-    return total
+    return sum(
+        logical_numel(parameter)
+        for name, parameter in model.named_parameters()
+        if not any(part in name for part in skip)
+    )
 
 
 def prepare_training_model(args, plan: TrainingPlan):

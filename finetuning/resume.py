@@ -151,10 +151,11 @@ def prepare_output_dir(args) -> None:
         for path in (path for path in stale if path.exists()):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         logger.info("overwrite_output_dir: cleared the previous run in %s", output_dir)
+    settings = training_settings(args)
     if training.resume_from_checkpoint:
         _, recorded = _previous_run(output_dir)
-        differ = differing_settings(recorded or {}, training_settings(args))
+        differ = differing_settings(recorded or {}, settings)
         if differ:
             logger.warning("Continuing %s with changed settings: %s", training.resume_from_checkpoint, differ)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / SETTINGS_FILE).write_text(json.dumps(training_settings(args), indent=2) + "\n")
+    (output_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")

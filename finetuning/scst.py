@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from processing import postprocess_caption
+from processing import decode_captions
+
+from .model_setup import unwrapped_model
 
 
 @dataclass(frozen=True)
@@ -83,12 +85,6 @@ def caption_lengths(tokens: torch.Tensor, eos_token_id: int, pad_token_id: int) 
     is_eos = tokens == eos_token_id
     first_eos = torch.where(is_eos.any(dim=1), is_eos.float().argmax(dim=1) + 1, (tokens != pad_token_id).sum(dim=1))
     return first_eos
-
-
-def _inner_model(model):
-    """The TSNPaliGemmaForConditionalGeneration inside DDP / PEFT wrappers (its `.model` computes image features)."""
-    model = getattr(model, "module", model)  # DDP
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def sample_captions(generator, inputs: dict, features: torch.Tensor, settings, greedy: bool = False) -> torch.Tensor:
@@ -159,22 +155,20 @@ def sequence_log_probs(
 def scst_loss(model, inputs: dict, reward, processor, prompt: str, settings, stats: SCSTStats | None = None):
     """The SCST loss of one batch (see the module docstring); `settings` has the objective's scst_* fields plus
     `max_new_tokens`."""
-    generator = _inner_model(model)
+    generator = unwrapped_model(getattr(model, "module", model))  # inside DDP and PEFT: `.model` has the encoder
     tokenizer = processor.tokenizer
     image_outputs = generator.model.get_image_features(inputs["pixel_values"])  # once per image, with gradients
     features = image_outputs.pooler_output  # (B, T_img, D)
     images, samples = features.shape[0], settings.scst_samples
     tokens = sample_captions(generator, inputs, features, settings)  # (B*k, T)
     lengths = caption_lengths(tokens, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    texts = [postprocess_caption(text, prompt) for text in tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+    texts = decode_captions(processor, tokens, 0, prompt)  # `tokens` holds only the new tokens
     references = [refs for refs in inputs["references"] for _ in range(samples)]
     rewards = torch.tensor(reward(texts, references), dtype=torch.float32).view(images, samples)  # (B, k)
     if settings.scst_baseline == "greedy":
         greedy = sample_captions(generator, inputs, features, settings, greedy=True)
-        greedy_texts = [
-            postprocess_caption(t, prompt) for t in tokenizer.batch_decode(greedy, skip_special_tokens=True)
-        ]
-        baseline = torch.tensor(reward(greedy_texts, inputs["references"]), dtype=torch.float32)[:, None]
+        greedy_rewards = reward(decode_captions(processor, greedy, 0, prompt), inputs["references"])
+        baseline = torch.tensor(greedy_rewards, dtype=torch.float32)[:, None]
     else:
         baseline = mean_of_others_baseline(rewards)
     advantages = (rewards - baseline).reshape(-1).to(features.device)  # (B*k,)
