@@ -2,8 +2,9 @@
 
     python app.py [--model examples/rsicd-mini] [--compare_model MODEL] [--port 7860] [--host 127.0.0.1]
 
-Drop or pick one or more aerial images (the bundled sample is offered as examples), set the prompt, beams and
-length, and read the caption under each image. `--compare_model` adds a second model beside the first (before/after
+Drop or pick one or more aerial images (the bundled sample is offered as examples), choose the task (caption, or
+detect with a list of classes), set the prompt, beams and length, and read the caption under each image or see its
+boxes drawn on it. `--compare_model` adds a second model beside the first (before/after
 fine-tuning, `enhanced` vs `direct`). Any model folder or Hub id works; the default is the model named in
 `app_config.json` (what a Space export writes), else `examples/rsicd-mini`. Files that are not readable images,
 truncated or too large are named in the page; the others are still captioned.
@@ -19,13 +20,14 @@ from PIL import Image
 
 from captioning import (
     ModelNotFoundError,
-    caption_images,
     check_model_location,
     decoding_settings,
+    generate_texts,
     load_image,
     load_model,
 )
 from processing import DEFAULT_PROMPT
+from tasks import detect_prompt, task_for_prompt
 
 APP_DIR = Path(__file__).resolve().parent
 SAMPLE_DIR = APP_DIR / "dataset_builder" / "sample" / "resized"
@@ -69,28 +71,26 @@ def build_demo(model_name: str, compare_name: str | None = None) -> gr.Blocks:
     # The sliders start at the first model's own decoding (its generation_config): the settings of its scores.
     decoding = decoding_settings(models[model_name][0])
 
-    def caption(paths, prompt, num_beams, max_new_tokens):
+    def caption(paths, task_name, classes, prompt, num_beams, max_new_tokens):
         images, names, problems = read_images(paths)
+        try:
+            task = task_for_prompt(detect_prompt(classes.split(";")) if task_name == "detect" else prompt)
+        except ValueError as error:  # no or bad class names
+            return (*[[] for _ in models], "", f"- Classes: {error}")
         galleries, lines = [], []
         for name, (model, processor) in models.items():
-            captions = (
-                caption_images(
-                    model,
-                    processor,
-                    images,
-                    prompt=prompt or DEFAULT_PROMPT,
-                    num_beams=int(num_beams),
-                    max_new_tokens=int(max_new_tokens),
-                )
-                if images
-                else []
+            texts = generate_texts(
+                model, processor, images, task.prompt, num_beams=int(num_beams), max_new_tokens=int(max_new_tokens)
             )
-            galleries.append(list(zip(images, captions)))
-            lines += (
-                [f"{image_name}\t{text}" for image_name, text in zip(names, captions)]
-                if len(models) == 1
-                else [f"{image_name}\t{Path(name).name}\t{text}" for image_name, text in zip(names, captions)]
-            )
+            results = [task.read(text, *image.size) for text, image in zip(texts, images)]
+            galleries.append([task.draw(result, image) for result, image in zip(results, images)])
+            column = "" if len(models) == 1 else f"\t{Path(name).name}"
+            for image_name, result in zip(names, results):
+                if "boxes" not in result:
+                    lines.append(f"{image_name}{column}\t{result['caption']}")
+                    continue
+                boxes = [f"\t{item['label']}\t{','.join(map(str, item['box']))}" for item in result["boxes"]]
+                lines += [f"{image_name}{column}{box}" for box in boxes or ["\t-"]]
         message = "\n".join(f"- {problem}" for problem in problems)
         if not paths:
             message = "Add one or more images first."
@@ -103,10 +103,16 @@ def build_demo(model_name: str, compare_name: str | None = None) -> gr.Blocks:
                 files = gr.File(
                     file_count="multiple", file_types=["image"], type="filepath", label="Images", elem_id="images"
                 )
-                prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt (after <image>)", elem_id="prompt")
+                task = gr.Radio(["caption", "detect"], value="caption", label="Task", elem_id="task")
+                classes = gr.Textbox(
+                    "airplane ; ship ; storage tank ; vehicle",
+                    label="Classes to detect (detect: separated by ;)",
+                    elem_id="classes",
+                )
+                prompt = gr.Textbox(DEFAULT_PROMPT, label="Caption prompt (after <image>)", elem_id="prompt")
                 num_beams = gr.Slider(1, 8, value=decoding["num_beams"], step=1, label="Beams", elem_id="beams")
                 max_new_tokens = gr.Slider(
-                    5, 60, value=decoding["max_new_tokens"], step=1, label="Max new tokens", elem_id="max_new_tokens"
+                    5, 512, value=decoding["max_new_tokens"], step=1, label="Max new tokens", elem_id="max_new_tokens"
                 )
                 button = gr.Button("Caption", variant="primary", elem_id="caption")
             with gr.Column(scale=2):
@@ -115,11 +121,16 @@ def build_demo(model_name: str, compare_name: str | None = None) -> gr.Blocks:
                     for i, name in enumerate(models)
                 ]
                 message = gr.Markdown(elem_id="message")
-                captions = gr.Textbox(label="Captions (file, caption)", lines=4, elem_id=CAPTIONS_ID)
+                captions = gr.Textbox(
+                    label="Results (file, caption; detect: file, label, x1,y1,x2,y2 per box)",
+                    lines=4,
+                    elem_id=CAPTIONS_ID,
+                )
         examples = sorted(SAMPLE_DIR.glob("*.jpg"))[:6]
         if examples:
             gr.Examples([[[str(path)]] for path in examples], inputs=[files], label="Bundled aerial images")
-        button.click(caption, [files, prompt, num_beams, max_new_tokens], [*galleries, captions, message])
+        inputs = [files, task, classes, prompt, num_beams, max_new_tokens]
+        button.click(caption, inputs, [*galleries, captions, message])
     return demo
 
 

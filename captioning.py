@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageOps
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from processing import DEFAULT_PROMPT, IMAGE_TOKEN, decode_captions
+from processing import DEFAULT_PROMPT, IMAGE_TOKEN, postprocess_caption
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 # What PIL raises for files it cannot decode: UnidentifiedImageError and truncated data are OSErrors, odd headers
@@ -117,7 +117,7 @@ def decoding_settings(model, num_beams: int | None = None, max_new_tokens: int |
     }
 
 
-def caption_images(
+def generate_texts(
     model,
     processor,
     images: Sequence[Image.Image],
@@ -127,21 +127,29 @@ def caption_images(
     max_new_tokens: int | None = None,
     **generate_kwargs,
 ) -> list[str]:
-    """Captions for RGB PIL images: generate from `"<image>" + prompt` only, slice the prompt off, clean the text.
+    """The decoded text generated for each RGB PIL image from `"<image>" + prompt` only, the prompt sliced off
+    (`<loc>` tokens kept: detection reads them).
 
     Decoding is deterministic (no sampling); `num_beams` / `max_new_tokens` left as None take the model's
     `generation_config` (`decoding_settings`), as do its other settings. Extra keyword arguments go to `generate`.
     """
     prompt = prompt.removeprefix(IMAGE_TOKEN)
     decoding = decoding_settings(model, num_beams, max_new_tokens)
-    captions: list[str] = []
+    texts: list[str] = []
     for start in range(0, len(images), batch_size):
         inputs = generation_inputs(model, processor, images[start : start + batch_size], prompt)
         with torch.inference_mode():
             sequences = model.generate(**inputs, do_sample=False, **decoding, **generate_kwargs)
         # Every row has the same prompt, so the (left-padded) prompt length is the input width.
-        captions += decode_captions(processor, sequences, inputs["input_ids"].shape[1], prompt)
-    return captions
+        new_tokens = sequences[:, inputs["input_ids"].shape[1] :]
+        texts += [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
+    return texts
+
+
+def caption_images(model, processor, images: Sequence[Image.Image], prompt: str = DEFAULT_PROMPT, *args, **kwargs):
+    """Captions for RGB PIL images: `generate_texts` (same arguments), each cleaned by `postprocess_caption`."""
+    texts = generate_texts(model, processor, images, prompt, *args, **kwargs)
+    return [postprocess_caption(text, prompt.removeprefix(IMAGE_TOKEN)) for text in texts]
 
 
 def render_grid(

@@ -1,10 +1,11 @@
 """Fine-tune PaliGemma into TSN-PaliGemma (QLoRA, LoRA, full or partial training) with Seq2SeqTrainer; evaluate by
-generating captions.
+generating from the prompt alone and scoring with the task's own metrics (captions: coco-caption; detection: COCO AP).
 
     python finetune.py configs/demo.yaml [--key value ...]
     accelerate launch --config_file configs/accelerate/ddp.yaml finetune.py configs/risc_paligemma_3b.yaml
     python finetune.py configs/demo.yaml --do_train false --output_dir outputs/zero-shot   # zero-shot baseline
     python finetune.py configs/demo.yaml --hpo_trials 8                                     # -> best_config.yaml
+    python finetune.py configs/demo.yaml --task detect --dataset_dir DETECTION_DIR          # COCO / PaliGemma JSONL
 
 Outputs in output_dir: checkpoint-*/ (resumed from automatically), adapter/ (LoRA strategies), merged/ (the
 publishable model; loads with AutoModel...trust_remote_code), finetune_config.yaml, eval_results.json,
@@ -38,7 +39,7 @@ def run(args, callbacks=None) -> dict:
     set_seed(training.seed)
     plan = plan_training(args)  # the strategy and the quantization, resolved
     with training.main_process_first(desc="loading RISC"):  # one process builds the Arrow cache, the rest reuse it
-        splits = load_splits(args.data)
+        splits = load_splits(args.data, seed=training.seed)
     if args.run.hpo_trials:
         from finetuning.hpo import run_search
 

@@ -1,8 +1,13 @@
-"""Caption aerial images with a TSN-PaliGemma (or any PaliGemma) checkpoint: files, folders or globs in, one record
-per image out (text, JSONL or CSV on stdout), optionally a picture grid.
+"""Caption aerial images, or detect objects in them, with a TSN-PaliGemma (or any PaliGemma) checkpoint: files,
+folders or globs in, one record per image out (text, JSONL or CSV on stdout), optionally a picture grid.
 
     python inference.py IMAGE_OR_FOLDER_OR_GLOB... --model PATH_OR_HUB_ID [--prompt "caption en"] [--batch_size 8]
         [--num_beams N] [--max_new_tokens N] [--format {text,jsonl,csv}] [--grid grid.png]
+    python inference.py IMAGES --model M --prompt "detect airplane ; ship" --format jsonl   # boxes
+
+The prompt picks the task (`tasks.task_for_prompt`). Detection writes, per image, `{"file", "caption": the raw
+generated text, "boxes": [{"label", "box": [x1, y1, x2, y2]}]}` in the original image's pixels (text and CSV: one
+line per box); it decodes greedily with room for 256 new tokens unless told otherwise.
 
 Decoding defaults to the model's own `generation_config` (for a finetune.py model: the beams and length its
 reported scores were measured with); `--num_beams` / `--max_new_tokens` override it.
@@ -33,14 +38,15 @@ from typing import Literal, TextIO
 from captioning import (
     IMAGE_ERRORS,
     ModelNotFoundError,
-    caption_images,
     collect_inputs,
+    generate_texts,
     load_image,
     load_model,
     render_grid,
 )
 from command_line import parse_command_line
 from processing import DEFAULT_PROMPT
+from tasks import task_for_prompt
 
 FORMATS = ("text", "jsonl", "csv")
 
@@ -63,7 +69,10 @@ class InferenceArguments:
     )
     format: Literal["text", "jsonl", "csv"] = field(
         default="text",
-        metadata={"help": "stdout records: text = 'file<TAB>caption', jsonl = {file, caption}, csv = file,caption."},
+        metadata={
+            "help": "stdout records: text = 'file<TAB>caption', jsonl = {file, caption}, csv = file,caption; "
+            "detection: jsonl adds boxes, text and csv give one line per box (file, label, x1, y1, x2, y2)."
+        },
     )
     grid: str | None = field(default=None, metadata={"help": "Also write a PNG grid of images with their captions."})
     grid_max_images: int = field(default=16, metadata={"help": "At most this many (the first) images in --grid."})
@@ -75,23 +84,31 @@ class InferenceArguments:
 
 
 class RecordWriter:
-    """One record per image on `stream`: text (`file<TAB>caption`), JSONL or CSV with a header."""
+    """One record per image on `stream`: text (`file<TAB>caption`), JSONL or CSV with a header; records with
+    `boxes` (detection) give one text/CSV line per box, `file<TAB>label<TAB>x1,y1,x2,y2` (`file<TAB>-` for none)."""
 
-    def __init__(self, stream: TextIO, format: str):
+    def __init__(self, stream: TextIO, format: str, boxes: bool = False):
         if format not in FORMATS:
             raise ValueError(f"format={format!r} is invalid; use one of {list(FORMATS)}.")
         self.stream, self.format = stream, format
         self.csv = csv.writer(stream, lineterminator="\n") if format == "csv" else None
         if self.csv:
-            self.csv.writerow(["file", "caption"])
+            self.csv.writerow(["file", "label", "x1", "y1", "x2", "y2"] if boxes else ["file", "caption"])
 
-    def write(self, file: str, caption: str) -> None:
-        if self.csv:
-            self.csv.writerow([file, caption])
-        elif self.format == "jsonl":
-            self.stream.write(json.dumps({"file": file, "caption": caption}, ensure_ascii=False) + "\n")
+    def write(self, file: str, record: dict) -> None:
+        if self.format == "jsonl":
+            self.stream.write(json.dumps({"file": file, **record}, ensure_ascii=False) + "\n")
+        elif "boxes" not in record:
+            if self.csv:
+                self.csv.writerow([file, record["caption"]])
+            else:
+                self.stream.write(f"{file}\t{record['caption']}\n")
+        elif self.csv:
+            for item in record["boxes"]:
+                self.csv.writerow([file, item["label"], *item["box"]])
         else:
-            self.stream.write(f"{file}\t{caption}\n")
+            lines = [f"{file}\t{item['label']}\t{','.join(map(str, item['box']))}" for item in record["boxes"]]
+            self.stream.write("\n".join(lines or [f"{file}\t-"]) + "\n")
         self.stream.flush()
 
 
@@ -102,10 +119,15 @@ def _batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
 
 def caption_files(
     model, processor, paths: Iterable[Path], args: InferenceArguments, errors: TextIO | None = None
-) -> Iterator[tuple[Path, str]]:
-    """(path, caption) per readable file, reading images lazily one batch at a time; unreadable files are named
-    on `errors` (default: stderr) with the reason and skipped."""
+) -> Iterator[tuple[Path, dict, object]]:
+    """(path, record, image) per readable file, reading images lazily one batch at a time: the prompt's task reads
+    the generated text (a caption; or boxes in the image's pixels). Unreadable files are named on `errors`
+    (default: stderr) with the reason and skipped."""
     errors = errors or sys.stderr
+    task = task_for_prompt(args.prompt)
+    generation = getattr(task, "generation", {})
+    num_beams = args.num_beams or generation.get("num_beams")
+    max_new_tokens = args.max_new_tokens or generation.get("max_new_tokens")
     for batch_paths in _batches(list(paths), args.batch_size):
         readable, images = [], []
         for path in batch_paths:
@@ -115,10 +137,9 @@ def caption_files(
             except IMAGE_ERRORS as error:
                 errors.write(f"unreadable image {path}: {type(error).__name__}: {error}\n")
         if images:
-            captions = caption_images(
-                model, processor, images, args.prompt, args.batch_size, args.num_beams, args.max_new_tokens
-            )
-            yield from zip(readable, captions)
+            texts = generate_texts(model, processor, images, task.prompt, args.batch_size, num_beams, max_new_tokens)
+            for path, text, image in zip(readable, texts, images):
+                yield path, task.read(text, *image.size), image
 
 
 def parse_args(argv: list[str] | None = None) -> InferenceArguments:
@@ -147,20 +168,21 @@ def main(argv: list[str] | None = None) -> int:
     except ModelNotFoundError as error:
         print(f"inference.py: error: --model {error}", file=sys.stderr)
         return 2
-    writer = RecordWriter(sys.stdout, args.format)
-    captioned: list[tuple[Path, str]] = []
-    for path, caption in caption_files(model, processor, paths, args):
-        writer.write(str(path), caption)
-        captioned.append((path, caption))
-    unreadable = len(paths) - len(captioned)
-    if args.grid and captioned:
-        shown = captioned[: args.grid_max_images]
-        grid = render_grid([path for path, _ in shown], [caption for _, caption in shown], args.grid)
+    task = task_for_prompt(args.prompt)
+    writer = RecordWriter(sys.stdout, args.format, boxes=hasattr(task, "classes"))
+    captioned, shown = 0, []
+    for path, record, image in caption_files(model, processor, paths, args):
+        writer.write(str(path), record)
+        captioned += 1
+        if args.grid and len(shown) < args.grid_max_images:
+            shown.append(task.draw(record, image))
+    unreadable = len(paths) - captioned
+    if shown:
+        grid = render_grid([picture for picture, _ in shown], [text for _, text in shown], args.grid)
         print(f"grid of {len(shown)} images -> {grid}", file=sys.stderr)
     if unreadable:
         print(
-            f"{unreadable} of {len(paths)} files could not be read (named above); captioned the other "
-            f"{len(captioned)}.",
+            f"{unreadable} of {len(paths)} files could not be read (named above); captioned the other {captioned}.",
             file=sys.stderr,
         )
         return 1

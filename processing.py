@@ -1,6 +1,8 @@
 """Processor construction, training/evaluation collators and caption post-processing for TSN-PaliGemma.
 
-Rows come from `dataset_builder.load_risc` (`image`, `captions` = 5 strings, `source`, `filename`).
+Rows come from `dataset_builder.load_risc` (`image`, `captions` = 5 strings, `source`, `filename`), or are
+task-tagged rows of `finetuning.data` (detection, mixtures) whose `task` column names the task (`tasks/`) that
+writes their prefix and suffix.
 
 ```python
 >>> from transformers import AutoConfig, AutoProcessor
@@ -52,20 +54,15 @@ def _rgb(image: Any) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _pick_caption(row: dict, choice: str) -> str:
-    if "caption" in row:  # already expanded (caption_choice "all" makes one row per caption)
-        return row["caption"]
-    captions = row["captions"]
-    return captions[0] if choice == "first" else random.choice(captions)
-
-
 @dataclass
 class TSNPaliGemmaTrainCollator:
-    """Training batches: `"<image>" + prompt` as prefix, one caption as suffix; labels only on the caption.
+    """Training batches: `"<image>" + prefix`, then the suffix; labels only on the suffix.
 
-    caption_choice: "random" draws one of the row's captions each time the row is seen (python's `random`, whose
-    state the Trainer checkpoints, so a resumed run draws the same captions); "first" always uses caption 1.
-    augment: each image gets one of the 8 rotations/flips of the square, drawn with python's `random` too.
+    Each row's task (`tasks/`) gives its prefix and suffix: the row's `task` column names one of `tasks`; rows
+    without it belong to the captioning task built from `prompt` and `caption_choice` ("random": one of the row's
+    captions each time it is seen, drawn with python's `random`, whose state the Trainer checkpoints, so a resumed
+    run draws the same; "first": caption 1). augment: each image gets one of the 8 rotations/flips of the square,
+    drawn with python's `random` too, and the task writes its suffix for the moved image (boxes move with it).
     """
 
     processor: PaliGemmaProcessor
@@ -73,33 +70,46 @@ class TSNPaliGemmaTrainCollator:
     caption_choice: str = "random"
     max_length: int | None = None
     augment: bool = False
+    tasks: dict | None = None  # task name -> task object; None: captioning only
 
     def __post_init__(self):
+        from tasks import CaptionTask  # tasks/caption.py reads this module's caption post-processing
+
         if self.caption_choice not in ("random", "first"):  # "all" rows arrive expanded, each with its `caption`
             raise ValueError(f"caption_choice={self.caption_choice!r} is invalid here; use 'random' or 'first'.")
+        self.caption_task = CaptionTask(self.prompt, self.caption_choice)
+
+    def task_of(self, row: dict):
+        name = row.get("task")
+        if name is None:
+            return self.caption_task
+        if not self.tasks or name not in self.tasks:
+            raise ValueError(f"row of task {name!r}, but this run has tasks {sorted(self.tasks or ['caption'])}.")
+        return self.tasks[name]
 
     def _text_kwargs(self) -> dict:
         if self.max_length is None:
             return {"padding": "longest"}
         return {"padding": "longest", "truncation": "only_second", "max_length": self.max_length}
 
-    def _images(self, rows: list[dict]) -> list[Image.Image]:
-        """The rows' images as RGB, each with a random rotation/flip when `augment` is on."""
+    def _moves(self, count: int) -> list:
+        """One rotation/flip per image when `augment` is on (None: as is)."""
+        return [random.choice(DIHEDRAL_TRANSFORMS) for _ in range(count)] if self.augment else [None] * count
+
+    def _images(self, rows: list[dict], moves: list) -> list[Image.Image]:
         images = [_rgb(row["image"]) for row in rows]
-        if self.augment:
-            transforms = [random.choice(DIHEDRAL_TRANSFORMS) for _ in images]
-            images = [image if move is None else image.transpose(move) for image, move in zip(images, transforms)]
-        return images
+        return [image if move is None else image.transpose(move) for image, move in zip(images, moves)]
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        images = self._images(rows)
-        captions = [_pick_caption(row, self.caption_choice) for row in rows]
+        moves = self._moves(len(rows))
+        images = self._images(rows, moves)
+        tasks = [self.task_of(row) for row in rows]
         batch = self.processor(
-            text=[IMAGE_TOKEN + self.prompt] * len(rows),
+            text=[IMAGE_TOKEN + task.prefix(row) for task, row in zip(tasks, rows)],
             images=images,
-            suffix=captions,
+            suffix=[task.suffix(row, move) for task, row, move in zip(tasks, rows, moves)],
             return_tensors="pt",
-            padding_side="right",  # positions must not shift under the prefix: pad after the caption
+            padding_side="right",  # positions must not shift under the prefix: pad after the suffix
             **self._text_kwargs(),
         )
         # The processor masks the prefix (token_type_ids == 0); padding is masked here explicitly.
@@ -153,7 +163,8 @@ class TSNPaliGemmaSCSTCollator(TSNPaliGemmaTrainCollator):
 
     def __call__(self, rows: list[dict]) -> dict:
         text = [IMAGE_TOKEN + self.prompt] * len(rows)
-        batch = dict(self.processor(text=text, images=self._images(rows), return_tensors="pt", padding="longest"))
+        images = self._images(rows, self._moves(len(rows)))
+        batch = dict(self.processor(text=text, images=images, return_tensors="pt", padding="longest"))
         batch.pop("labels", None)
         batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])  # all prefix: the bidirectional block
         batch["references"] = [list(row["captions"]) for row in rows]

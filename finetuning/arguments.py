@@ -108,6 +108,21 @@ class DataArguments:
         default="dataset_builder/sample",
         metadata={"help": "RISC folder: captions.csv + resized/ (see docs/dataset.md)."},
     )
+    task: str = field(
+        default="caption",
+        metadata={
+            "help": "What dataset_dir holds: caption (a RISC folder) or detect (COCO detection JSON or PaliGemma "
+            "JSONL: docs/dataset.md)."
+        },
+    )
+    mixture: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train on several datasets instead: in the config file a list of {task, dataset_dir, weight, "
+            "name} (weight: sampling probability, normalised; name: the task's key, default the task), on the "
+            "command line its JSON. Each is evaluated on its own val/test rows."
+        },
+    )
     dataset_config: str = field(default="all", metadata={"help": "all, nwpu, rsicd, ucm (or sydney)."})
     skip_invalid: bool = field(default=False, metadata={"help": "Skip invalid rows (reported) instead of stopping."})
     caption_choice: str = field(
@@ -249,7 +264,8 @@ def read_config_file(path: str | os.PathLike) -> dict:
 
 USAGE = "finetune.py [CONFIG.yaml] [--key value ...]"
 DESCRIPTION = (
-    "Fine-tune (Q)LoRA or fully train TSN-PaliGemma and score generated captions. CONFIG.yaml "
+    "Fine-tune (Q)LoRA or fully train TSN-PaliGemma and score what it generates (captions; boxes with --task "
+    "detect; several datasets with a mixture). CONFIG.yaml "
     "(e.g. configs/demo.yaml) sets any of the arguments below; --key value overrides it. "
     "The same command runs under accelerate launch."
 )

@@ -79,6 +79,49 @@ def check_strategy(model_args, quantization: str) -> None:
             ) from error
 
 
+def check_dataset_dir(task: str, data_dir: Path) -> None:
+    """The folder exists and holds data of its task (fail fast, before a model is loaded)."""
+    from dataset_builder.detection import SPLIT_ALIASES, split_files
+
+    if not data_dir.is_dir():
+        kind = "a RISC folder (captions.csv + resized/)" if task == "caption" else "a COCO or PaliGemma JSONL folder"
+        raise ConfigError(f"dataset_dir={str(data_dir)!r} does not exist. Fix: point --dataset_dir at {kind}.")
+    if task == "caption" and not (data_dir / "captions.csv").is_file():
+        raise ConfigError(
+            f"dataset_dir={str(data_dir)!r} has no captions.csv. Fix: use a RISC folder, or convert your data "
+            "with `python -m dataset_builder import ...` (docs/dataset.md)."
+        )
+    if task == "detect" and any(split_files(data_dir, split) is None for split in SPLIT_ALIASES):
+        raise ConfigError(
+            f"dataset_dir={str(data_dir)!r} lacks a detection split: train, val and test each need "
+            "annotations/instances_{split}.json (COCO) or {split}.jsonl (PaliGemma JSONL) (docs/dataset.md)."
+        )
+
+
+def check_datasets(args) -> None:
+    """Every dataset of the run (one, or a mixture's), and what the objective and best-checkpoint metric need."""
+    from .data import TASK_KINDS, dataset_entries
+
+    if args.data.task not in TASK_KINDS:
+        raise ConfigError(f"task={args.data.task!r} is invalid. Fix: use one of {TASK_KINDS}.")
+    try:
+        entries = dataset_entries(args.data)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    for entry in entries:
+        check_dataset_dir(entry.task, Path(entry.dataset_dir))
+    single_caption = len(entries) == 1 and entries[0].task == "caption"
+    if args.objective.train_objective == "scst" and not single_caption:
+        raise ConfigError("train_objective=scst trains captions only. Fix: drop --mixture / use --task caption.")
+    if single_caption or "metric_for_best_model" in args.explicit:
+        return
+    # Best checkpoint of a detection or mixture run: the first caption dataset's CIDEr, else detection AP.
+    captions = [entry.name for entry in entries if entry.task == "caption"]
+    metric = "cider" if captions else "ap"
+    name = (captions or [entries[0].name])[0]
+    args.training.metric_for_best_model = metric if len(entries) == 1 else f"{name}_{metric}"
+
+
 def check_arguments(args) -> None:
     """Everything that can be checked without loading a model; each error says which argument and how to fix it."""
     from configuration_tsn_paligemma import TSNPaliGemmaConfig
@@ -96,18 +139,8 @@ def check_arguments(args) -> None:
     for item in args.run.hpo_scales.split(";"):
         parse_scales(item)
     training = args.training
-    data_dir = Path(args.data.dataset_dir)
     if training.do_train or training.do_eval or training.do_predict or args.run.hpo_trials:
-        if not data_dir.is_dir():
-            raise ConfigError(
-                f"dataset_dir={str(data_dir)!r} does not exist. Fix: point --dataset_dir at a RISC folder "
-                "(captions.csv + resized/), e.g. dataset_builder/sample."
-            )
-        if not (data_dir / "captions.csv").is_file():
-            raise ConfigError(
-                f"dataset_dir={str(data_dir)!r} has no captions.csv. Fix: use a RISC folder, or convert your data "
-                "with `python -m dataset_builder import ...` (docs/dataset.md)."
-            )
+        check_datasets(args)
     check_model_path(args.model)
     check_report_to(training)
     quantization = resolve_quantization(args.model.quantization, on_cuda(training), args.model.train_strategy)

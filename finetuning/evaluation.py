@@ -7,9 +7,20 @@ from pathlib import Path
 import torch
 
 from .arguments import on_cuda
+from .data import split_by_task
 from .model_setup import merged_dtype
 from .outputs import write_json, write_sample_grid
 from .trainer import build_trainer
+
+
+def predict_each_task(trainer, split, metric_key_prefix: str = "test") -> None:
+    """Trainer.predict of a split, once per task of a mixture (`{prefix}_{task}`)."""
+    parts = split_by_task(split)
+    if not isinstance(parts, dict):
+        trainer.predict(parts, metric_key_prefix=metric_key_prefix)
+        return
+    for name, part in parts.items():
+        trainer.predict(part, metric_key_prefix=f"{metric_key_prefix}_{name}")
 
 
 def evaluate_published(args, merged_dir: Path, processor, splits, summary: dict):
@@ -23,40 +34,56 @@ def evaluate_published(args, merged_dir: Path, processor, splits, summary: dict)
     model = model.to("cuda" if cuda else "cpu").eval()
     trainer = build_trainer(args, model, processor, splits)
     if args.training.do_eval:
-        trainer.evaluate(splits["val"])
+        trainer.evaluate(split_by_task(splits["val"]))
     if args.training.do_predict:
-        trainer.predict(splits["test"])
+        predict_each_task(trainer, splits["test"])
         if trainer.is_world_process_zero():
-            write_published_outputs(args, model, processor, splits["test"], summary)
+            write_published_outputs(args, model, processor, splits["test"], summary, trainer.tasks)
     return trainer
+
+
+def _only_task(tasks: dict | None):
+    """The run's one task (None: captions, the collators' own task)."""
+    return next(iter(tasks.values())) if tasks and len(tasks) == 1 else None
 
 
 def evaluate_as_is(args, trainer, splits):
     """Zero-shot / as-is evaluation of any model, scored exactly like a fine-tuned one."""
     if args.training.do_eval:
-        trainer.evaluate(splits["val"])
+        trainer.evaluate(split_by_task(splits["val"]))
     if args.training.do_predict:
-        trainer.predict(splits["test"])
+        predict_each_task(trainer, splits["test"])
     return trainer
 
 
-def write_published_outputs(args, model, processor, test_split, summary: dict) -> None:
-    """samples.png (with the captions of predictions.jsonl) and characteristics.json from the published model."""
+def write_published_outputs(args, model, processor, test_split, summary: dict, tasks: dict | None = None) -> None:
+    """samples.png (what predictions.jsonl holds, per task for a mixture: samples_<task>.png) and
+    characteristics.json (the cost of the first task's outputs) from the published model."""
     from model_cost import measure_characteristics
 
     output_dir = Path(args.training.output_dir)
-    count = min(args.run.grid_images, len(test_split))
-    images = [row["image"].convert("RGB") for row in test_split.select(range(count))]
-    with open(output_dir / "predictions.jsonl") as handle:
-        records = [json.loads(line) for line, _ in zip(handle, range(count))]
-    write_sample_grid(records, images, output_dir / "samples.png")
+    parts = split_by_task(test_split)
+    mixture = isinstance(parts, dict)
+    parts = parts if mixture else {None: parts}
+    measured = None
+    for name, rows in parts.items():
+        task = (tasks or {}).get(name) or _only_task(tasks)
+        count = min(args.run.grid_images, len(rows))
+        images = [row["image"].convert("RGB") for row in rows.select(range(count))]
+        stem = f"_{name}" if mixture else ""
+        with open(output_dir / f"predictions{stem}.jsonl") as handle:
+            records = [json.loads(line) for line, _ in zip(handle, range(count))]
+        write_sample_grid(records, images, output_dir / f"samples{stem}.png", task=task)
+        measured = measured or (task, images, count)
+    task, images, count = measured
+    generation = getattr(task, "generation", {}) if task is not None else {}
     characteristics = measure_characteristics(
         model,
         processor,
         images,
-        prompt=args.data.prompt,
-        num_beams=args.generation.num_beams,
-        max_new_tokens=args.generation.max_new_tokens,
+        prompt=task.prompt if task is not None else args.data.prompt,
+        num_beams=generation.get("num_beams", args.generation.num_beams),
+        max_new_tokens=generation.get("max_new_tokens", args.generation.max_new_tokens),
         num_images=count,
     )
     characteristics["trainable_parameters"] = summary.get("trainable_parameters")

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-logger = logging.getLogger(__name__)
+from tasks.caption import SUMMARY_METRICS
+from tasks.detect import SUMMARY_METRICS as DETECTION_METRICS
 
-SUMMARY_METRICS = ("bleu_1", "bleu_4", "meteor", "rouge_l", "cider")
+logger = logging.getLogger(__name__)
 
 
 def last_complete_checkpoint(output_dir: str | Path) -> str | None:
@@ -32,12 +33,15 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     return str(max(complete)[1]) if complete else None
 
 
-def write_sample_grid(records: list[dict], images: list, path: str | Path) -> Path:
-    """samples.png: each test image with its generated caption and its first reference."""
+def write_sample_grid(records: list[dict], images: list, path: str | Path, task=None) -> Path:
+    """samples.png: each test image with what the task makes of its record (by default the caption task's: the
+    generated caption and its first reference; detection: the boxes drawn on the image)."""
     from captioning import render_grid
+    from tasks import CaptionTask
 
-    captions = [f"{record['prediction']}\n[ref] {record['references'][0]}" for record in records]
-    return render_grid(images, captions, path, columns=4, wrap=36)
+    task = task or CaptionTask()
+    pictures, texts = zip(*(task.grid_entry(record, image) for record, image in zip(records, images)))
+    return render_grid(list(pictures), list(texts), path, columns=4, wrap=36)
 
 
 def training_losses(log_history: list[dict]) -> tuple[float | None, float | None]:
@@ -51,25 +55,33 @@ def write_json(data: dict, path: str | Path) -> None:
 
 
 def summary_table(output_dir: str | Path, summary: dict) -> str:
-    """The short text table `make demo` ends with: loss and test metrics before/after, and where the outputs are."""
+    """The short text table `make demo` ends with: loss and test metrics before/after (per task for a mixture), and
+    where the outputs are."""
     output_dir = Path(output_dir)
     results_path = output_dir / "eval_results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    before, after = results.get("baseline_test", {}).get("overall", {}), results.get("test", {}).get("overall", {})
     lines = ["", f"{'':<22}{'before':>10}{'after':>10}"]
     first, last = summary.get("first_train_loss"), summary.get("last_train_loss")
     lines.append(f"{'train loss':<22}{_number(first):>10}{_number(last):>10}")
-    lines.append(
-        f"{'test loss':<22}{_number(results.get('baseline_test', {}).get('loss')):>10}"
-        f"{_number(results.get('test', {}).get('loss')):>10}"
-    )
-    for name in SUMMARY_METRICS:
-        lines.append(f"{'test ' + name:<22}{_number(before.get(name)):>10}{_number(after.get(name)):>10}")
+    for label, before, after in _test_sections(results):
+        lines.append(f"{label + 'loss':<22}{_number(before.get('loss')):>10}{_number(after.get('loss')):>10}")
+        names = DETECTION_METRICS if "ap" in after.get("overall", {}) else SUMMARY_METRICS
+        for name in names:
+            values = (_number(part.get("overall", {}).get(name)) for part in (before, after))
+            lines.append(f"{label + name:<22}" + "".join(f"{value:>10}" for value in values))
     lines.append("")
     for name in ("merged", "adapter", "eval_results.json", "predictions.jsonl", "samples.png", "finetune_config.yaml"):
         if (output_dir / name).exists():
             lines.append(f"{name:<22}{output_dir / name}")
     return "\n".join(lines)
+
+
+def _test_sections(results: dict):
+    """(row label prefix, before, after) per task: one "test " section, or "test <task> " per mixture task."""
+    before, after = results.get("baseline_test", {}), results.get("test", {})
+    if not after or "overall" in after or "loss" in after:
+        return [("test ", before, after)]
+    return [(f"test {name} ", before.get(name, {}), part) for name, part in after.items()]
 
 
 def _number(value) -> str:

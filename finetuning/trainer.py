@@ -1,6 +1,7 @@
-"""`TSNPaliGemmaTrainer`: a Seq2SeqTrainer whose evaluation computes the loss on prompt + caption and GENERATES FROM
-THE PROMPT ONLY (the `gen_*` tensors of `TSNPaliGemmaEvalCollator`), then scores the captions against all 5
-references with the project's coco-caption metrics, overall and per source."""
+"""`TSNPaliGemmaTrainer`: a Seq2SeqTrainer whose evaluation computes the loss on prompt + target and GENERATES FROM
+THE PROMPT ONLY (the `gen_*` tensors of `TSNPaliGemmaEvalCollator`), then has the split's task read and score the
+outputs: captions against all 5 references with the project's coco-caption metrics, overall and per source; boxes
+with COCOeval, overall and per class."""
 
 import copy
 import json
@@ -12,8 +13,7 @@ import torch.nn.functional as F
 from transformers import GenerationConfig, Seq2SeqTrainer
 from transformers.trainer_utils import EvalLoopOutput
 
-from metrics import caption_metrics, flatten_metrics
-from processing import postprocess_caption
+from metrics import flatten_metrics
 
 from .scst import SCSTStats, scst_loss
 
@@ -54,37 +54,34 @@ def causal_lm_loss(outputs, labels: torch.Tensor, num_items_in_batch=None, label
     return loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
 
 
-def score_generated_captions(processor, prompt: str, predictions: dict, rows) -> tuple[list[dict], dict]:
+def score_generated(processor, task, predictions: dict, rows) -> tuple[list[dict], dict]:
     """(records, scores) of one evaluated split: the generated tokens decoded, matched back to their rows by
-    `row_index` (a distributed gather may reorder and duplicate them) and scored against all five references.
+    `row_index` (a distributed gather may reorder and duplicate them), read back and scored by the split's task.
 
     `predictions`: {"tokens": (N, T) ids, -100 = cross-batch padding; "row_index": (N, 1)}. `rows`: the evaluated
-    split; only its `filename`, `source` and `captions` columns are read, so no image is decoded here.
+    split; only the task's `row_columns` are read, so no image is decoded here.
     """
     tokens = torch.as_tensor(predictions["tokens"])
     tokens = tokens.masked_fill(tokens < 0, processor.tokenizer.pad_token_id)
     indices = torch.as_tensor(predictions["row_index"]).reshape(-1).tolist()
     by_index = {}
     for index, text in zip(indices, processor.batch_decode(tokens, skip_special_tokens=True)):
-        by_index.setdefault(index, postprocess_caption(text, prompt))  # duplicates: distributed padding
-    columns = rows.select_columns(["filename", "source", "captions"])
+        by_index.setdefault(index, text)  # duplicates: distributed padding
+    columns = rows.select_columns(list(task.row_columns))
     if sorted(by_index) != list(range(len(columns))):
         raise RuntimeError(f"evaluation returned rows {sorted(by_index)[:10]}..., expected 0..{len(columns) - 1}")
-    records = [
-        {
-            "image": row["filename"],
-            "source": row["source"],
-            "prediction": by_index[i],
-            "references": list(row["captions"]),
-        }
-        for i, row in enumerate(columns)
-    ]
-    scores = caption_metrics(
-        [record["prediction"] for record in records],
-        [record["references"] for record in records],
-        groups=[record["source"] for record in records],
-    )
-    return records, scores
+    records = [task.record(row, by_index[i]) for i, row in enumerate(columns)]
+    return records, task.score(records)
+
+
+def task_of_split(rows, tasks: dict, default):
+    """The one task a split is evaluated by: its `task` column's (a mixture's splits carry one), else `default`."""
+    if "task" not in getattr(rows, "column_names", ()):  # also plain lists of rows
+        return default
+    names = set(rows.select_columns(["task"])["task"])
+    if len(names) != 1 or next(iter(names)) not in tasks:
+        raise ValueError(f"an evaluated split must hold rows of one of the tasks {sorted(tasks)}, not {names}.")
+    return tasks[names.pop()]
 
 
 class TSNPaliGemmaTrainer(Seq2SeqTrainer):
@@ -95,7 +92,7 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
     - loss: `causal_lm_loss` (shifted, label-smoothed with `label_smoothing_factor`), the LM head computed only on
       the caption positions (training and the evaluation loss; generation is unchanged);
     - evaluation: captions generated from `"<image>" + prompt` alone with `caption_generation_config` (updated by
-      `evaluate`/`predict`'s generation keywords), scored by `score_generated_captions` (CIDEr picks the best
+      `evaluate`/`predict`'s generation keywords), scored by `score_generated` (CIDEr picks the best
       checkpoint); on the main process `{split}_predictions.jsonl` and `eval_results.json[split]` are written.
     """
 
@@ -108,6 +105,7 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         eval_data_collator,
         caption_generation_config: GenerationConfig,
         prompt: str,
+        tasks: dict | None = None,
         scst=None,
         objective: dict | None = None,
         **kwargs,
@@ -123,6 +121,11 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         self.eval_data_collator = eval_data_collator
         self.caption_generation_config = caption_generation_config
         self.prompt = prompt
+        from tasks import CaptionTask
+
+        self.caption_task = CaptionTask(prompt, caption_choice="first")  # evaluation scores against all references
+        self.tasks = tasks or {}  # name -> task of a mixture's rows (their `task` column)
+        self.eval_task = self.caption_task  # the task of the split being evaluated
         self.scst = scst  # (SCSTSettings, reward) when train_objective is scst
         self.scst_stats = SCSTStats()
         self.objective = objective
@@ -175,6 +178,7 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         if prediction_loss_only or not self.args.predict_with_generate or not generation_inputs:
             return loss, None, None
         config = self.generation_config_for(gen_kwargs or getattr(self, "_gen_kwargs", {}))
+        config.update(**getattr(self.eval_task, "generation", {}))  # e.g. detection: greedy, room for every box
         prompt_length = generation_inputs["input_ids"].shape[1]
         generator = self.accelerator.unwrap_model(self.model)
         with torch.no_grad():
@@ -194,34 +198,52 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         would receive the row indices as `label_ids`); evaluate() passes prediction_loss_only=True when there is
         no such callback, so only `args.prediction_loss_only` decides.
         """
+        self.eval_task = task_of_split(dataloader.dataset, self.tasks, self.caption_task)
         output = super().evaluation_loop(
             dataloader, description, self.args.prediction_loss_only, ignore_keys, metric_key_prefix
         )
         if output.predictions is None:  # loss only
             return output
         prefix = metric_key_prefix
-        records, scores = score_generated_captions(
-            self.processing_class, self.prompt, output.predictions, dataloader.dataset
+        records, scores = score_generated(
+            self.processing_class, self.eval_task, output.predictions, dataloader.dataset
         )
         metrics = {**output.metrics, **flatten_metrics(scores, prefix=f"{prefix}_")}
         if self.is_world_process_zero():
-            self._write_split(self.SPLIT_NAMES.get(prefix, prefix), records, scores, metrics.get(f"{prefix}_loss"))
+            split, task = self.split_and_task(prefix)
+            self._write_split(split, task, records, scores, metrics.get(f"{prefix}_loss"))
         return EvalLoopOutput(output.predictions, None, metrics, output.num_samples)
 
-    def _write_split(self, split: str, records: list[dict], scores: dict, loss: float | None) -> None:
+    def split_and_task(self, prefix: str) -> tuple[str, str | None]:
+        """("val", None) for "eval"; ("val", "detect") for a mixture's "eval_detect" (Trainer.evaluate of a dict)."""
+        for key, split in self.SPLIT_NAMES.items():
+            if prefix == key:
+                return split, None
+            if prefix.startswith(f"{key}_") and prefix[len(key) + 1 :] in self.tasks:
+                return split, prefix[len(key) + 1 :]
+        return prefix, None
+
+    def _write_split(self, split: str, task: str | None, records: list[dict], scores: dict, loss) -> None:
+        """`{split}_predictions.jsonl` (test: predictions.jsonl) and eval_results.json[split]; a mixture's task
+        gets `{split}_predictions_{task}.jsonl` and eval_results.json[split][task]."""
         output_dir = Path(self.args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        name = "predictions.jsonl" if split == "test" else f"{split}_predictions.jsonl"
+        stem = "predictions" if split == "test" else f"{split}_predictions"
+        name = f"{stem}.jsonl" if task is None else f"{stem}_{task}.jsonl"
         with open(output_dir / name, "w") as handle:
             for record in records:
                 handle.write(json.dumps(record) + "\n")
         results_path = output_dir / "eval_results.json"
         results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-        results[split] = {"loss": loss, "num_samples": len(records), **scores}
+        entry = {"loss": loss, "num_samples": len(records), **scores}
+        if self.state.global_step:
+            entry["step"] = self.state.global_step
+        if task is None:
+            results[split] = entry
+        else:
+            results.setdefault(split, {})[task] = entry
         if self.objective:  # how the scored model was trained (cross-entropy or SCST and its settings)
             results["objective"] = self.objective
-        if self.state.global_step:
-            results[split]["step"] = self.state.global_step
         results_path.write_text(json.dumps(results, indent=2) + "\n")
 
 
@@ -242,10 +264,11 @@ def caption_generation_config(model, generation_args) -> GenerationConfig:
 
 def build_trainer(args, model, processor, splits, callbacks=None, model_init=None) -> TSNPaliGemmaTrainer:
     """The trainer of a run: collators from the data arguments, evaluation decoding from the generation ones."""
-    from .data import build_collators
+    from .data import build_collators, build_tasks, split_by_task
     from .outputs import objective_settings
 
-    train_collator, eval_collator = build_collators(processor, args.data, args.objective.train_objective)
+    tasks = build_tasks(args.data, splits, processor)
+    train_collator, eval_collator = build_collators(processor, args.data, args.objective.train_objective, tasks)
     scst = None
     if args.objective.train_objective == "scst":
         from metrics import CiderDReward
@@ -260,12 +283,13 @@ def build_trainer(args, model, processor, splits, callbacks=None, model_init=Non
         model_init=model_init,
         args=args.training,
         train_dataset=splits["train"],
-        eval_dataset=splits["val"],
+        eval_dataset=split_by_task(splits["val"]),  # a mixture: one evaluation per task (eval_<name>_<metric>)
         data_collator=train_collator,
         eval_data_collator=eval_collator,
         processing_class=processor,
         caption_generation_config=caption_generation_config(model, args.generation),
         prompt=args.data.prompt,
+        tasks=tasks,
         scst=scst,
         objective=objective_settings(args.objective) if args.training.do_train else None,
         callbacks=callbacks,

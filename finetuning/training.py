@@ -13,7 +13,9 @@ def train(args, trainer, splits) -> dict:
     training = args.training
     checkpoint = training.resume_from_checkpoint or last_complete_checkpoint(training.output_dir)
     if args.run.evaluate_before_training and training.do_predict and checkpoint is None:
-        trainer.predict(splits["test"], metric_key_prefix="baseline")
+        from .evaluation import predict_each_task
+
+        predict_each_task(trainer, splits["test"], metric_key_prefix="baseline")
     if checkpoint:
         logger.info("Resuming from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)

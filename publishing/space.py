@@ -1,4 +1,4 @@
-"""A Gradio Space for a published TSN-PaliGemma: the project's app.py (and the two modules it imports), a
+"""A Gradio Space for a published TSN-PaliGemma: the project's app.py (and the modules it imports), a
 requirements.txt, app_config.json naming the model repo, and a README whose metadata Spaces read.
 
 The Hub's inference widget does not run custom-code models, so the Space is how a published model is tried.
@@ -9,7 +9,16 @@ from importlib.metadata import version
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SPACE_CODE_FILES = ("app.py", "captioning.py", "processing.py")  # app.py imports the other two
+# app.py and what it imports: generation and image reading, the processor helpers, the tasks (caption, detect)
+SPACE_CODE_FILES = (
+    "app.py",
+    "captioning.py",
+    "processing.py",
+    "tasks/__init__.py",
+    "tasks/caption.py",
+    "tasks/detect.py",
+    "tasks/loc_codec.py",
+)
 
 
 def space_url(space_id: str, endpoint: str = "https://huggingface.co") -> str:

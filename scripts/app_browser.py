@@ -105,9 +105,16 @@ def chromium():
 
 
 def caption_in_page(
-    driver, url: str, images: list[Path], num_beams: int = 1, max_new_tokens: int = 30, timeout: float = 3600.0
+    driver,
+    url: str,
+    images: list[Path],
+    num_beams: int = 1,
+    max_new_tokens: int = 30,
+    timeout: float = 3600.0,
+    detect_classes: str | None = None,
 ) -> tuple[str, str]:
-    """Open the app, upload `images`, set beams and length, press Caption; returns (captions text, message text)."""
+    """Open the app, upload `images`, set beams and length (and, with `detect_classes`, the detect task and its
+    classes), press Caption; returns (results text, message text)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -124,6 +131,11 @@ def caption_in_page(
             number,
             str(value),
         )
+    if detect_classes is not None:
+        driver.find_element(By.CSS_SELECTOR, "#task input[value=detect]").click()
+        classes = driver.find_element(By.CSS_SELECTOR, "#classes textarea")
+        classes.clear()
+        classes.send_keys(detect_classes)
     # The file list shows every uploaded name (stem and suffix on two lines) once the upload has finished.
     wait.until(lambda d: all(Path(image).stem in d.find_element(By.ID, "images").text for image in images))
     driver.find_element(By.CSS_SELECTOR, "#caption").click()

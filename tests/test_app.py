@@ -18,7 +18,7 @@ BEAMS, MAX_NEW_TOKENS = 2, 10
 needs_browser = pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
 
 
-def inference_captions(model: Path, images: list[Path]) -> dict[str, str]:
+def inference_lines(model: Path, images: list[Path], *options: str) -> list[str]:
     command = [
         sys.executable,
         str(REPO_ROOT / "inference.py"),
@@ -29,11 +29,16 @@ def inference_captions(model: Path, images: list[Path]) -> dict[str, str]:
         str(BEAMS),
         "--max_new_tokens",
         str(MAX_NEW_TOKENS),
+        *options,
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr[-2000:]
-    return dict(line.split("\t", 1) for line in completed.stdout.splitlines())
+    return completed.stdout.splitlines()
+
+
+def inference_captions(model: Path, images: list[Path]) -> dict[str, str]:
+    return dict(line.split("\t", 1) for line in inference_lines(model, images))
 
 
 def page_captions(text: str) -> dict[str, str]:
@@ -55,6 +60,20 @@ def test_caption_in_the_browser_equals_inference_py(browser_app, sample_image_pa
     expected = inference_captions(model, images)
     assert page_captions(captions) == {Path(path).name: caption for path, caption in expected.items()}
     assert any(expected.values()) and message.strip() == ""
+
+
+@needs_browser
+def test_detect_in_the_browser_equals_inference_py(browser_app, sample_image_paths):
+    model, url, driver = browser_app
+    images = sample_image_paths[:2]
+    results, message = caption_in_page(
+        driver, url, images, num_beams=1, max_new_tokens=MAX_NEW_TOKENS, detect_classes="airplane ; storage tank"
+    )
+    expected = inference_lines(model, images, "--prompt", "detect airplane ; storage tank", "--num_beams", "1")
+    # one line per box (file, label, x1,y1,x2,y2), or "file<TAB>-" for an image without one
+    names = {str(path): Path(path).name for path in images}
+    assert results.splitlines() == [names[line.split("\t", 1)[0]] + "\t" + line.split("\t", 1)[1] for line in expected]
+    assert message.strip() == ""
 
 
 @needs_browser

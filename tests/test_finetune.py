@@ -13,10 +13,11 @@ import finetune
 from dataset_builder import load_risc
 from finetuning.arguments import ConfigError, parse_finetune_args, resolved_config, write_config
 from finetuning.outputs import last_complete_checkpoint
-from finetuning.trainer import build_trainer, causal_lm_loss, score_generated_captions
+from finetuning.trainer import build_trainer, causal_lm_loss, score_generated
 from metrics import caption_metrics, flatten_metrics
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 from processing import TSNPaliGemmaTrainCollator
+from tasks import CaptionTask
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(REPO_ROOT / "configs" / "demo.yaml")
@@ -284,7 +285,7 @@ def test_scorer_uses_all_five_references_and_restores_row_order(tiny_model_and_p
     order = [2, 0, 1]  # as a distributed gather may return them
     gathered = {"tokens": tokens[order], "row_index": torch.tensor([[index] for index in order])}
     rows = load_risc(SAMPLE)["test"].select(range(3))
-    records, scores = score_generated_captions(processor, "caption en", gathered, rows)
+    records, scores = score_generated(processor, CaptionTask("caption en"), gathered, rows)
     references = [list(row["captions"]) for row in eval_rows]
     assert all(len(refs) == 5 for refs in references)
     expected = caption_metrics(predictions, references, groups=[row["source"] for row in eval_rows])

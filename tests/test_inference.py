@@ -16,7 +16,8 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import inference
-from inference import caption_images, collect_inputs, load_image, parse_args
+from captioning import caption_images
+from inference import collect_inputs, load_image, parse_args
 from processing import postprocess_caption
 from scripts.make_tiny_checkpoint import TinyCheckpointArguments, build_tiny_model
 

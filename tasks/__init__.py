@@ -1,0 +1,36 @@
+"""One module per task. A task owns four things: how a row becomes a training example (`prefix`, `suffix`), its
+prompt, how generated text is read back (`record`: one line of predictions.jsonl with the parsed output and the
+reference it is scored against) and how those records are scored (`score`). Collators, the trainer and the CLIs ask
+the task; none of them knows what a caption or a box is.
+
+>>> from tasks import CaptionTask
+>>> CaptionTask("caption en", caption_choice="first").suffix({"captions": ["a plane .", "an airport ."]})
+'a plane .'
+"""
+
+from .caption import CaptionTask
+from .detect import DetectTask, detection_metrics
+from .loc_codec import detect_prompt, encode_objects, parse_objects, prompt_classes
+
+TASK_NAMES = ("caption", "detect")
+
+
+def task_for_prompt(prompt: str):
+    """The task a PaliGemma prompt asks for: `detect a ; b` detects those classes; anything else is captioned."""
+    prompt = prompt.removeprefix("<image>")
+    if prompt.startswith("detect "):
+        return DetectTask(prompt_classes(prompt))
+    return CaptionTask(prompt)
+
+
+__all__ = [
+    "TASK_NAMES",
+    "CaptionTask",
+    "DetectTask",
+    "detect_prompt",
+    "detection_metrics",
+    "encode_objects",
+    "parse_objects",
+    "prompt_classes",
+    "task_for_prompt",
+]

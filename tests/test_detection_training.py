@@ -1,0 +1,223 @@
+"""Detection through finetune.py: task-tagged rows through the collators, mixture sampling by weight, and a tiny
+model that learns the boxes of four real NWPU VHR-10 images."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from transformers import AutoProcessor
+
+import finetune
+from finetuning.arguments import parse_finetune_args
+from finetuning.data import build_tasks, load_splits, split_by_task
+from processing import TSNPaliGemmaEvalCollator, TSNPaliGemmaTrainCollator
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _coco_folder(root: Path, count: int) -> Path:
+    """A COCO folder of `count` small real-file images per split, each with one or two boxes."""
+    (root / "annotations").mkdir(parents=True)
+    for split in ("train", "val", "test"):
+        images = root / "images" / split
+        images.mkdir(parents=True)
+        coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "ship"}, {"id": 2, "name": "car"}]}
+        for index in range(count):
+            Image.new("RGB", (40, 30), (index * 5 % 255, 90, 160)).save(images / f"{index}.jpg")
+            coco["images"].append({"id": index, "file_name": f"{index}.jpg", "width": 40, "height": 30})
+            for box, category in [([2, 3, 10, 8], 1), ([20, 10, 12, 15], 2)][: 1 + index % 2]:
+                annotation = {"id": len(coco["annotations"]) + 1, "image_id": index, "category_id": category}
+                coco["annotations"].append({**annotation, "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
+        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
+    return root
+
+
+def _risc_folder(root: Path, count: int) -> Path:
+    """A RISC folder of `count` small images per split."""
+    (root / "resized").mkdir(parents=True)
+    with open(root / "captions.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "split", "image", *(f"caption_{i}" for i in range(1, 6))])
+        for split in ("train", "val", "test"):
+            for index in range(count):
+                name = f"{split}_{index}.jpg"
+                Image.new("RGB", (32, 32), (index % 255, 40, 40)).save(root / "resized" / name)
+                writer.writerow(["RSICD", split, name, *(f"a picture number {index} ." for _ in range(5))])
+    return root
+
+
+def _args(tmp_path, base, *extra):
+    return parse_finetune_args(
+        [
+            "--model_name_or_path",
+            str(base),
+            "--output_dir",
+            str(tmp_path / "run"),
+            "--use_cpu",
+            "true",
+            "--report_to",
+            "none",
+            *extra,
+        ]
+    )
+
+
+def test_mixture_samples_by_weight_and_evaluates_each_dataset_alone(tmp_path, tiny_checkpoint):
+    captions, boxes = _risc_folder(tmp_path / "risc", 200), _coco_folder(tmp_path / "coco", 50)
+    mixture = [
+        {"task": "caption", "dataset_dir": str(captions), "weight": 1},
+        {"task": "detect", "dataset_dir": str(boxes), "weight": 3, "name": "boxes"},
+    ]
+    args = _args(tmp_path, tiny_checkpoint("direct"), "--mixture", json.dumps(mixture))
+    assert args.training.metric_for_best_model == "caption_cider"  # the best checkpoint follows the captions
+    splits = load_splits(args.data, seed=0)
+    tasks = splits["train"]["task"]
+    share = tasks.count("boxes") / len(tasks)
+    assert abs(share - 0.75) < 0.05, share  # weights 1 : 3
+    # "all_exhausted": every row of both datasets is seen in an epoch
+    assert len(set(splits["train"].select([i for i, t in enumerate(tasks) if t == "caption"])["filename"])) == 200
+    parts = split_by_task(splits["val"])
+    assert {name: len(rows) for name, rows in parts.items()} == {"caption": 200, "boxes": 50}
+    assert parts["boxes"]["row_index"] == list(range(50))
+
+    processor = AutoProcessor.from_pretrained(tiny_checkpoint("direct"))
+    built = build_tasks(args.data, splits, processor)
+    assert built["boxes"].prompt == "detect ship ; car" and built["caption"].prompt == "caption en"
+    rows = [parts["boxes"][1], parts["caption"][0]]
+    batch = TSNPaliGemmaTrainCollator(processor, tasks=built)(rows)
+    for labels, row in zip(batch["labels"], rows):
+        text = processor.tokenizer.decode(labels[labels != -100], skip_special_tokens=True)
+        assert text == built[row["task"]].suffix(row)
+    # 40 x 30 image; ship (2, 3, 12, 11), car (20, 10, 32, 25): bins round(v * 1023), halves to even
+    # (x 20/40 -> 511.5 -> 512, y 25/30 -> 852.5 -> 852), top-to-bottom order
+    assert processor.tokenizer.decode(batch["labels"][0][batch["labels"][0] != -100], skip_special_tokens=True) == (
+        "<loc0102><loc0051><loc0375><loc0307> ship ; <loc0341><loc0512><loc0852><loc0818> car"
+    )
+    evaluation = TSNPaliGemmaEvalCollator(processor, tasks=built)(rows)
+    prompt = processor.tokenizer.decode(evaluation["gen_input_ids"][0], skip_special_tokens=True)
+    assert prompt.strip() == "detect ship ; car"
+
+
+def test_mixture_errors_name_the_entry(tmp_path, tiny_checkpoint):
+    from finetuning.arguments import ConfigError
+
+    base = tiny_checkpoint("direct")
+    with pytest.raises(ConfigError, match="mixture entry 0 .*give task, dataset_dir"):
+        _args(tmp_path, base, "--mixture", json.dumps([{"task": "caption"}]))
+    with pytest.raises(ConfigError, match="mixture entry 0: task 'segment'"):
+        _args(tmp_path, base, "--mixture", json.dumps([{"task": "segment", "dataset_dir": "x"}]))
+    with pytest.raises(ConfigError, match="lacks a detection split"):
+        _args(tmp_path, base, "--task", "detect", "--dataset_dir", str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def four_image_detector(tmp_path_factory, tiny_checkpoint, shared_data) -> Path:
+    """finetune.py's output folder after overfitting a tiny model to four NWPU VHR-10 images (seven boxes)."""
+    tmp_path = tmp_path_factory.mktemp("detector")
+    source = shared_data / "nwpu-vhr10"
+    coco = json.loads((source / "annotations" / "instances_train.json").read_text())
+    keep = {1, 5, 60, 62}
+    subset = {
+        "images": [image for image in coco["images"] if image["id"] in keep],
+        "annotations": [a for a in coco["annotations"] if a["image_id"] in keep],
+        "categories": coco["categories"],
+    }
+    data = tmp_path / "four"
+    (data / "annotations").mkdir(parents=True)
+    for split in ("train", "val", "test"):
+        (data / "annotations" / f"instances_{split}.json").write_text(json.dumps(subset))
+        (data / "images" / split).mkdir(parents=True)
+        for image in subset["images"]:  # links: the images stay where they are
+            (data / "images" / split / image["file_name"]).symlink_to(source / "images" / "train" / image["file_name"])
+    base = tiny_checkpoint("direct")
+    status = finetune.main(
+        [
+            "--model_name_or_path",
+            str(base),
+            "--train_strategy",
+            "full",
+            "--quantization",
+            "none",
+            "--task",
+            "detect",
+            "--dataset_dir",
+            str(data),
+            "--output_dir",
+            str(tmp_path / "run"),
+            "--use_cpu",
+            "true",
+            "--seed",
+            "0",
+            "--max_steps",
+            "80",
+            "--per_device_train_batch_size",
+            "4",
+            "--learning_rate",
+            "0.003",
+            "--lr_scheduler_type",
+            "constant_with_warmup",
+            "--warmup_steps",
+            "10",
+            "--weight_decay",
+            "0",
+            "--label_smoothing_factor",
+            "0",
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--load_best_model_at_end",
+            "false",
+            "--do_eval",
+            "false",
+            "--grid_images",
+            "4",
+            "--report_to",
+            "none",
+        ]
+    )
+    assert status == 0
+    return tmp_path / "run"
+
+
+def test_a_tiny_model_learns_the_boxes_of_four_real_images(four_image_detector):
+    """train = val = test, so AP50 measures memorisation: the proof that boxes go in and come back out through
+    codec, collator, generation and scorer."""
+    run = four_image_detector
+    results = json.loads((run / "eval_results.json").read_text())["test"]
+    assert results["overall"]["boxes"] == 7
+    assert results["overall"]["ap50"] >= 0.9, results["overall"]
+    records = [json.loads(line) for line in (run / "predictions.jsonl").open()]
+    assert [record["image"] for record in records] == ["001.jpg", "005.jpg", "060.jpg", "062.jpg"]
+    for record in records:  # boxes in the original image's pixels
+        assert all(0 <= b["box"][0] < b["box"][2] <= record["width"] for b in record["boxes"])
+        assert all(0 <= b["box"][1] < b["box"][3] <= record["height"] for b in record["boxes"])
+    assert (run / "samples.png").is_file()
+
+
+def test_inference_detects_on_images_the_model_never_saw(four_image_detector, shared_data, tmp_path, capsys):
+    import inference
+
+    images = sorted((shared_data / "nwpu-vhr10" / "images" / "test").glob("*.jpg"))[:3]
+    prompt = "detect airplane ; ship ; storage tank ; baseball diamond ; tennis court ; basketball court ; "
+    prompt += "ground track field ; harbor ; bridge ; vehicle"
+    model = str(four_image_detector / "merged")
+    grid = tmp_path / "grid.png"
+    argv = [*map(str, images), "--model", model, "--prompt", prompt, "--format", "jsonl", "--grid", str(grid)]
+    assert inference.main(argv) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [record["file"] for record in records] == [str(path) for path in images]
+    assert sum(len(record["boxes"]) for record in records) > 0
+    for record, path in zip(records, images):
+        width, height = Image.open(path).size
+        assert "<loc" in record["caption"]  # the raw generated text
+        for item in record["boxes"]:
+            x1, y1, x2, y2 = item["box"]
+            assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height, (item, width, height)
+    assert grid.is_file()
+    assert inference.main([str(images[0]), "--model", model, "--prompt", prompt]) == 0
+    lines = capsys.readouterr().out.splitlines()  # text: one line per box
+    assert lines and all(line.startswith(f"{images[0]}\t") for line in lines)
+    assert len(lines) == max(1, len(records[0]["boxes"]))
