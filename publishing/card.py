@@ -3,7 +3,8 @@ huggingface_hub's `ModelCard.from_template` and `templates/model_card.md`.
 
 The YAML metadata is a `ModelCardData` (license, base model, pipeline tag, tags, datasets, widget, and a `model-index`
 holding the test scores of eval_results.json exactly); the body says what the model is, its TSN settings, results
-overall and per source next to the zero-shot baseline, usage, the training recipe, cost, limitations and citations.
+per task (captions overall and per source next to the zero-shot baseline; detection overall and per class), usage,
+the training recipe, cost, limitations and citations.
 The card never contains a local path.
 
 ```python
@@ -33,12 +34,14 @@ from .run_folder import (
     dataset_id,
     describe_base,
     find_example_image,
+    is_detection,
     load_baseline,
     model_config,
     read_finetune_config,
     read_jsonl,
     read_optional_json,
     read_test_results,
+    task_results,
 )
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -51,8 +54,45 @@ caption = processor.decode(output[0, inputs["input_ids"].shape[1]:], skip_specia
 print(caption)"""
 
 
-def _eval_results(test: dict, dataset: str) -> list[EvalResult]:
-    """model-index entries: one result per set (all sources, then each source) x metric, values as in the json."""
+def _eval_results(run: dict) -> list[EvalResult]:
+    """model-index entries of every task, values as in eval_results.json."""
+    results = []
+    for view in run["tasks"]:
+        test = view["results"]["test"]
+        if view["detection"]:
+            results += _detection_eval_results(test, view["dataset"])
+        else:
+            results += _caption_eval_results(test, run["dataset"])
+    return results
+
+
+def _detection_eval_results(test: dict, dataset: str) -> list[EvalResult]:
+    """One result per set (all classes, then each class) x metric: AP, AP50 (and AP75, count MAE overall)."""
+    sets = [("all", f"{dataset} (all classes)", test["overall"], card_rows.DETECTION_METRICS)]
+    sets += [
+        (name.replace(" ", "-"), f"{dataset} {name}", scores, ("ap", "ap50"))
+        for name, scores in (test.get("groups") or {}).items()
+    ]
+    return [
+        EvalResult(
+            task_type="object-detection",
+            task_name="Object detection",
+            dataset_type=dataset,
+            dataset_name=name,
+            dataset_config=config,
+            dataset_split="test",
+            metric_type=key,
+            metric_name=card_rows.METRIC_NAMES.get(key, key),
+            metric_value=scores[key],
+        )
+        for config, name, scores, keys in sets
+        for key in keys
+        if scores.get(key) is not None
+    ]
+
+
+def _caption_eval_results(test: dict, dataset: str) -> list[EvalResult]:
+    """One result per set (all sources, then each source) x metric, values as in the json."""
     sets = [("all", f"{dataset} (all sources)", test["overall"])]
     sets += [
         (group.lower(), f"{dataset} {card_rows.SOURCE_NAMES.get(group, group)}", scores)
@@ -76,10 +116,12 @@ def _eval_results(test: dict, dataset: str) -> list[EvalResult]:
     ]
 
 
-def _tags(integration: str, strategy: str, quantization: str, adapter_only: bool) -> list[str]:
-    method = {"full": "full-training", "freeze": "partial-training"}.get(strategy)
-    method = method or ("qlora" if quantization == "4bit" else "lora")
-    tags = ["remote-sensing", "aerial-imagery", "image-captioning", "paligemma", "tsn", f"tsn-{integration}", method]
+def _tags(run: dict, adapter_only: bool) -> list[str]:
+    method = {"full": "full-training", "freeze": "partial-training"}.get(run["strategy"])
+    method = method or ("qlora" if run["quantization"] == "4bit" else "lora")
+    tasks = ["image-captioning"] if run["caption"] else []
+    tasks += ["object-detection"] if run["detection"] else []
+    tags = ["remote-sensing", "aerial-imagery", *tasks, "paligemma", "tsn", f"tsn-{run['integration']}", method]
     tags += ["peft", "lora"] if adapter_only else ["custom_code"]
     return list(dict.fromkeys(tags))
 
@@ -102,11 +144,11 @@ def _card_data(run: dict, repo_id: str, adapter_only: bool, revision: str) -> Mo
         pipeline_tag="image-text-to-text",
         library_name="peft" if adapter_only else "transformers",
         language=["en"],
-        tags=_tags(run["integration"], run["strategy"], run["quantization"], adapter_only),
+        tags=_tags(run, adapter_only),
         datasets=[run["dataset"]],
         metrics=["bleu", "meteor", "rouge", "cider"],
         model_name=repo_id.split("/")[-1],
-        eval_results=_eval_results(run["eval_results"]["test"], run["dataset"]),
+        eval_results=_eval_results(run),
         **extra,
     )
 
@@ -150,13 +192,40 @@ def base_text(base_id: str | None, base: dict) -> str:
     return f"a local {kind} checkpoint{name}{size}"
 
 
-def data_text(train_images: dict[str, int], dataset: str) -> str:
-    """The training data as the run recorded it: image counts per source."""
+def data_text(train_images: dict[str, int], dataset: str, box_sources=()) -> str:
+    """The training data as the run recorded it: image counts per source (captions, or boxes for detection)."""
     if not train_images:
         return f"the train split of {dataset}"
     total = sum(train_images.values())
-    sources = ", ".join(f"{card_rows.SOURCE_NAMES.get(name, name)} {n:,}" for name, n in train_images.items())
-    return f"{total:,} training images ({sources}; five captions each)"
+    captioned = {name: n for name, n in train_images.items() if name not in box_sources}
+    parts = []
+    if captioned:
+        sources = ", ".join(f"{card_rows.SOURCE_NAMES.get(name, name)} {n:,}" for name, n in captioned.items())
+        parts.append(f"{sources}; five captions each")
+    boxed = {name: n for name, n in train_images.items() if name in box_sources}
+    if boxed:
+        parts.append(", ".join(f"{name} {n:,}" for name, n in boxed.items()) + " with boxes")
+    return f"{total:,} training images ({'; '.join(parts)})"
+
+
+def _task_views(output_dir: Path, eval_results: dict) -> list[dict]:
+    """Per task of the run (one, or each dataset of a mixture): its test/val scores, zero-shot scores, predictions
+    and whether it is detection."""
+    vals, baselines = task_results(eval_results, "val"), task_results(eval_results, "baseline_test")
+    views = []
+    for name, test in task_results(eval_results).items():
+        predictions = read_jsonl(output_dir / ("predictions.jsonl" if name is None else f"predictions_{name}.jsonl"))
+        views.append(
+            {
+                "name": name,
+                "detection": is_detection(test),
+                "results": {"test": test, "val": vals.get(name)},
+                "baseline": baselines.get(name),
+                "predictions": predictions,
+                "dataset": predictions[0].get("source", name or "detection") if predictions else name or "detection",
+            }
+        )
+    return views
 
 
 def read_run(output_dir: Path, adapter_only: bool, base_model: str | None, dataset: str | None) -> dict:
@@ -168,11 +237,17 @@ def read_run(output_dir: Path, adapter_only: bool, base_model: str | None, datas
     base_id = base_model_id(finetune_config, base_model)
     # What the run recorded of its base; for older runs, the base as it is now (its folder, or its Hub id).
     base = summary.get("base_model") or describe_base(base_id or finetune_config.get("model_name_or_path"))
+    eval_results = read_test_results(output_dir)
+    views = _task_views(output_dir, eval_results)
+    caption = next((view for view in views if not view["detection"]), None)
     return {
+        "tasks": views,
+        "caption": caption,
+        "detection": next((view for view in views if view["detection"]), None),
         "summary": summary,
         "base": base,
         "license": base.get("license") or UNKNOWN_LICENSE,
-        "eval_results": read_test_results(output_dir),
+        "eval_results": eval_results,
         "finetune_config": finetune_config,
         "config": config,
         "tsn": tsn,
@@ -182,7 +257,7 @@ def read_run(output_dir: Path, adapter_only: bool, base_model: str | None, datas
         "base_id": base_id,
         "dataset": dataset_id(finetune_config, dataset),
         "prompt": finetune_config.get("prompt") or DEFAULT_PROMPT,
-        "predictions": read_jsonl(output_dir / "predictions.jsonl"),
+        "predictions": caption["predictions"] if caption else [],
         "characteristics": read_optional_json(output_dir / "characteristics.json"),
         "trainable": summary.get("trainable_parameters"),
         "has_samples": (output_dir / SAMPLES_IMAGE).is_file(),
@@ -196,16 +271,27 @@ def _template_values(run: dict, repo_id: str, adapter_only: bool, revision: str,
     method, kind = _method(run["strategy"], run["quantization"])
     max_new_tokens = int(finetune_config.get("max_new_tokens") or 30)
     num_beams = int(finetune_config.get("num_beams") or 1)
-    overall = run["eval_results"]["test"]["overall"]
-    results = card_rows.results_rows(run["eval_results"], baseline, _source_counts(run["predictions"]))
+    caption, detection = run["caption"], run["detection"]
+    overall = caption["results"]["test"]["overall"] if caption else {}
+    counts = _source_counts(run["predictions"])
+    results = card_rows.results_rows(caption["results"], baseline, counts) if caption else []
+    detect_prompt = card_rows.detection_prompt(detection["results"]["test"]) if detection else None
     return {
+        "what": card_rows.what_text(bool(caption), bool(detection)),
+        "caption_results": bool(caption),
+        "detection_header": card_rows.DETECTION_HEADER,
+        "detection_rows": card_rows.detection_rows(detection["results"]) if detection else [],
+        "detection_examples": card_rows.detection_examples(detection["predictions"]) if detection else [],
+        "detect_prompt": detect_prompt,
         "name": repo_id.split("/")[-1],
         "repo_id": repo_id,
         "revision": revision,
         "adapter_only": adapter_only,
         "base_id": base_id,
         "base_text": base,
-        "data_text": data_text(run["summary"].get("train_images") or {}, run["dataset"]),
+        "data_text": data_text(
+            run["summary"].get("train_images") or {}, run["dataset"], {detection["dataset"]} if detection else ()
+        ),
         "license": run["license"],
         "image_size": card_rows.image_size(run["config"]),
         "few_images": card_rows.FEW_IMAGES,
@@ -269,7 +355,10 @@ def render_model_card(
         space_id: a Gradio Space showing the model, linked from the card.
     """
     run = read_run(Path(output_dir), adapter_only, base_model, dataset)
-    baseline = load_baseline(run["eval_results"], baseline_results)
+    if baseline_results is not None:  # given: the zero-shot scores of the caption task
+        baseline = load_baseline(run["eval_results"], baseline_results)
+    else:
+        baseline = (run["caption"] or {}).get("baseline")
     revision = revision or "main"
     card = ModelCard.from_template(
         _card_data(run, repo_id, adapter_only, revision),

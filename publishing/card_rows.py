@@ -14,7 +14,13 @@ METRIC_NAMES = {
     "meteor": "METEOR",
     "rouge_l": "ROUGE-L",
     "cider": "CIDEr",
+    "ap": "AP@[.5:.95]",
+    "ap50": "AP50",
+    "ap75": "AP75",
+    "count_mae": "count MAE",
 }
+DETECTION_METRICS = ("ap", "ap50", "ap75", "count_mae")
+DETECTION_HEADER = ["set", "images", "boxes", "AP@[.5:.95]", "AP50", "AP75", "count MAE"]
 SOURCE_NAMES = {"NWPU": "NWPU-Captions", "RSICD": "RSICD", "UCM": "UCM-Captions", "SYDNEY": "Sydney-Captions"}
 INTEGRATIONS = {
     "enhanced": "segment features are fused into every projected SigLIP image token (each token combines the "
@@ -179,6 +185,74 @@ def results_rows(eval_results: dict, baseline: dict | None, counts: dict[str, in
     if isinstance(eval_results.get("val"), dict):
         add("val, all sources", eval_results["val"].get("overall"), eval_results["val"].get("num_samples") or "-")
     return rows
+
+
+def what_text(captions: bool, detection: bool) -> str:
+    """What the model is, for the card's first line."""
+    if captions and detection:
+        return "An aerial-image captioner and object detector"
+    return "An aerial object detector" if detection else "An aerial-image captioner"
+
+
+def detection_prompt(test: dict) -> str:
+    """The detection prefix the model was scored with: every class, in the dataset's order."""
+    return "detect " + " ; ".join(test.get("groups") or {})
+
+
+def detection_rows(results: dict) -> list[list[str]]:
+    """Test overall, then each class (AP, AP50, count MAE; AP75 overall only); val overall last."""
+    test = results["test"]
+    images = test.get("num_samples") or "-"
+    overall = test["overall"]
+    rows = [
+        [
+            "**test, all classes**",
+            str(images),
+            str(overall.get("boxes", "-")),
+            *(number(overall.get(key)) for key in DETECTION_METRICS),
+        ]
+    ]
+    for name, scores in (test.get("groups") or {}).items():
+        rows.append(
+            [
+                cell(name),
+                str(images),
+                str(scores.get("boxes", "-")),
+                number(scores.get("ap")),
+                number(scores.get("ap50")),
+                "-",
+                number(scores.get("count_mae")),
+            ]
+        )
+    val = results.get("val")
+    if isinstance(val, dict) and isinstance(val.get("overall"), dict):
+        val_overall = val["overall"]
+        rows.append(
+            [
+                "val, all classes",
+                str(val.get("num_samples") or "-"),
+                str(val_overall.get("boxes", "-")),
+                *(number(val_overall.get(key)) for key in DETECTION_METRICS),
+            ]
+        )
+    return rows
+
+
+def detection_examples(predictions: list[dict]) -> list[tuple[str, ...]]:
+    """The first test images: boxes found per class against the references."""
+    rows = []
+    for record in predictions[:4]:
+        found = ", ".join(f"{n} {label}" for label, n in _label_counts(record.get("boxes") or []).items()) or "none"
+        truth = ", ".join(f"{n} {label}" for label, n in _label_counts(record.get("references") or []).items())
+        rows.append(tuple(cell(v) for v in (Path(str(record.get("image", "-"))).name, found, truth or "none")))
+    return rows
+
+
+def _label_counts(objects: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in objects:
+        counts[item["label"]] = counts.get(item["label"], 0) + 1
+    return counts
 
 
 def training_rows(finetune_config: dict, base_text: str, trainable: int | None) -> list[tuple[str, str]]:

@@ -145,13 +145,29 @@ def load_baseline(eval_results: dict, baseline_results: str | Path | dict | None
     )
 
 
+def task_results(eval_results: dict, split: str = "test") -> dict[str | None, dict]:
+    """{task name: its scores on `split`}: {None: scores} for a one-task run, one entry per dataset of a mixture
+    (eval_results.json[split][name])."""
+    scores = eval_results.get(split)
+    if not isinstance(scores, dict):
+        return {}
+    if isinstance(scores.get("overall"), dict):
+        return {None: scores}
+    return {name: entry for name, entry in scores.items() if isinstance(entry, dict) and "overall" in entry}
+
+
+def is_detection(scores: dict) -> bool:
+    """Detection scores (COCO AP) rather than caption scores."""
+    return "ap" in scores.get("overall", {})
+
+
 def read_test_results(output_dir: Path) -> dict:
     """eval_results.json, checked to hold the test scores a card and a commit description need."""
     path = output_dir / "eval_results.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path.name} is missing in the output_dir; run finetune.py first.")
     eval_results = read_json(path)
-    if not isinstance(eval_results.get("test"), dict) or not isinstance(eval_results["test"].get("overall"), dict):
+    if not task_results(eval_results):
         raise ValueError(
             f"{path.name} has no test scores ('test': {{'overall': ...}}); rerun finetune.py with do_predict."
         )

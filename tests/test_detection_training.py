@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 from transformers import AutoProcessor
 
@@ -112,11 +113,8 @@ def test_mixture_errors_name_the_entry(tmp_path, tiny_checkpoint):
         _args(tmp_path, base, "--task", "detect", "--dataset_dir", str(tmp_path))
 
 
-@pytest.fixture(scope="module")
-def four_image_detector(tmp_path_factory, tiny_checkpoint, shared_data) -> Path:
-    """finetune.py's output folder after overfitting a tiny model to four NWPU VHR-10 images (seven boxes)."""
-    tmp_path = tmp_path_factory.mktemp("detector")
-    source = shared_data / "nwpu-vhr10"
+def _four_image_folder(source: Path, data: Path) -> Path:
+    """Four NWPU VHR-10 training images (seven boxes) as train, val and test of a COCO folder (images linked)."""
     coco = json.loads((source / "annotations" / "instances_train.json").read_text())
     keep = {1, 5, 60, 62}
     subset = {
@@ -124,13 +122,20 @@ def four_image_detector(tmp_path_factory, tiny_checkpoint, shared_data) -> Path:
         "annotations": [a for a in coco["annotations"] if a["image_id"] in keep],
         "categories": coco["categories"],
     }
-    data = tmp_path / "four"
     (data / "annotations").mkdir(parents=True)
     for split in ("train", "val", "test"):
         (data / "annotations" / f"instances_{split}.json").write_text(json.dumps(subset))
         (data / "images" / split).mkdir(parents=True)
         for image in subset["images"]:  # links: the images stay where they are
             (data / "images" / split / image["file_name"]).symlink_to(source / "images" / "train" / image["file_name"])
+    return data
+
+
+@pytest.fixture(scope="module")
+def four_image_detector(tmp_path_factory, tiny_checkpoint, shared_data) -> Path:
+    """finetune.py's output folder after overfitting a tiny model to four NWPU VHR-10 images (seven boxes)."""
+    tmp_path = tmp_path_factory.mktemp("detector")
+    data = _four_image_folder(shared_data / "nwpu-vhr10", tmp_path / "four")
     base = tiny_checkpoint("direct")
     status = finetune.main(
         [
@@ -221,3 +226,73 @@ def test_inference_detects_on_images_the_model_never_saw(four_image_detector, sh
     lines = capsys.readouterr().out.splitlines()  # text: one line per box
     assert lines and all(line.startswith(f"{images[0]}\t") for line in lines)
     assert len(lines) == max(1, len(records[0]["boxes"]))
+
+
+def test_the_card_states_the_detection_scores(four_image_detector):
+    from huggingface_hub import ModelCard
+
+    from publishing import render_model_card
+
+    text = render_model_card(four_image_detector, "user/detector", base_model="google/paligemma-3b-pt-224")
+    results = json.loads((four_image_detector / "eval_results.json").read_text())["test"]
+    entries = ModelCard(text).data.eval_results
+    overall = {e.metric_type: e.metric_value for e in entries if e.dataset_config == "all"}
+    assert overall == {key: results["overall"][key] for key in ("ap", "ap50", "ap75", "count_mae")}
+    assert {e.task_type for e in entries} == {"object-detection"}
+    assert "An aerial object detector" in text and "| **test, all classes** | 4 | 7 |" in text
+    assert "`detect airplane ; ship ; storage tank ; baseball diamond" in text and "image-captioning" not in text
+
+
+@pytest.fixture(scope="module")
+def mixture_run(tmp_path_factory, tiny_checkpoint, shared_data) -> Path:
+    """A few steps of finetune.py on a mixture: the bundled RISC sample's captions and four NWPU VHR-10 images."""
+    tmp_path = tmp_path_factory.mktemp("mixture")
+    boxes = _four_image_folder(shared_data / "nwpu-vhr10", tmp_path / "four")
+    config = {
+        "model_name_or_path": str(tiny_checkpoint("direct")),
+        "train_strategy": "full",
+        "quantization": "none",
+        "mixture": [
+            {
+                "task": "caption",
+                "dataset_dir": str(Path(__file__).resolve().parents[1] / "dataset_builder" / "sample"),
+            },
+            {"task": "detect", "dataset_dir": str(boxes), "weight": 2},
+        ],
+        "output_dir": str(tmp_path / "run"),
+        "use_cpu": True,
+        "max_steps": 6,
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 8,
+        "num_beams": 1,
+        "max_new_tokens": 8,
+        "eval_strategy": "steps",
+        "eval_steps": 3,
+        "save_strategy": "steps",
+        "save_steps": 3,
+        "grid_images": 2,
+        "evaluate_before_training": True,
+        "report_to": "none",
+    }
+    path = tmp_path / "mixture.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert finetune.main([str(path)]) == 0
+    return tmp_path / "run"
+
+
+def test_a_mixture_run_scores_and_publishes_each_task(mixture_run):
+    from huggingface_hub import ModelCard
+
+    from publishing import render_model_card
+
+    results = json.loads((mixture_run / "eval_results.json").read_text())
+    for split in ("val", "test", "baseline_test"):
+        assert set(results[split]) == {"caption", "detect"}, split
+    assert "cider" in results["test"]["caption"]["overall"] and "ap50" in results["test"]["detect"]["overall"]
+    assert results["test"]["detect"]["num_samples"] == 4 and results["test"]["caption"]["num_samples"] == 12
+    for name in ("predictions_caption.jsonl", "predictions_detect.jsonl", "samples_caption.png", "samples_detect.png"):
+        assert (mixture_run / name).is_file(), name
+    text = render_model_card(mixture_run, "user/mixture", base_model="google/paligemma-3b-pt-224")
+    tasks = {entry.task_type for entry in ModelCard(text).data.eval_results}
+    assert tasks == {"image-text-to-text", "object-detection"}
+    assert "An aerial-image captioner and object detector" in text and "| **test, all classes** | 4 | 7 |" in text
