@@ -68,27 +68,13 @@ def _eval_results(run: dict) -> list[EvalResult]:
 
 def _detection_eval_results(test: dict, dataset: str) -> list[EvalResult]:
     """One result per set (all classes, then each class) x metric: AP, AP50 (and AP75, count MAE overall)."""
-    sets = [("all", f"{dataset} (all classes)", test["overall"], card_rows.DETECTION_METRICS)]
+    overall = {key: test["overall"].get(key) for key in card_rows.DETECTION_METRICS}
+    sets = [("all", f"{dataset} (all classes)", overall)]
     sets += [
-        (name.replace(" ", "-"), f"{dataset} {name}", scores, ("ap", "ap50"))
+        (name.replace(" ", "-"), f"{dataset} {name}", {key: scores.get(key) for key in ("ap", "ap50")})
         for name, scores in (test.get("groups") or {}).items()
     ]
-    return [
-        EvalResult(
-            task_type="object-detection",
-            task_name="Object detection",
-            dataset_type=dataset,
-            dataset_name=name,
-            dataset_config=config,
-            dataset_split="test",
-            metric_type=key,
-            metric_name=card_rows.METRIC_NAMES.get(key, key),
-            metric_value=scores[key],
-        )
-        for config, name, scores, keys in sets
-        for key in keys
-        if scores.get(key) is not None
-    ]
+    return _model_index(sets, ("object-detection", "Object detection"), dataset)
 
 
 def _caption_eval_results(test: dict, dataset: str) -> list[EvalResult]:
@@ -98,10 +84,15 @@ def _caption_eval_results(test: dict, dataset: str) -> list[EvalResult]:
         (group.lower(), f"{dataset} {card_rows.SOURCE_NAMES.get(group, group)}", scores)
         for group, scores in (test.get("groups") or {}).items()
     ]
+    return _model_index(sets, ("image-text-to-text", "Image captioning"), dataset)
+
+
+def _model_index(sets, task: tuple[str, str], dataset: str) -> list[EvalResult]:
+    """EvalResults of (config, dataset name, {metric: value}) sets; undefined values (None) are left out."""
     return [
         EvalResult(
-            task_type="image-text-to-text",
-            task_name="Image captioning",
+            task_type=task[0],
+            task_name=task[1],
             dataset_type=dataset,
             dataset_name=name,
             dataset_config=config,
