@@ -75,8 +75,7 @@ class TSNPaliGemmaTrainCollator:
     def __post_init__(self):
         from tasks import CaptionTask  # tasks/caption.py reads this module's caption post-processing
 
-        if self.caption_choice not in ("random", "first"):  # "all" rows arrive expanded, each with its `caption`
-            raise ValueError(f"caption_choice={self.caption_choice!r} is invalid here; use 'random' or 'first'.")
+        # CaptionTask checks the choice ("all" rows arrive expanded, each with its `caption`).
         self.caption_task = CaptionTask(self.prompt, self.caption_choice)
 
     def task_of(self, row: dict):

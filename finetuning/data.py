@@ -199,19 +199,20 @@ def split_by_task(split: datasets.Dataset) -> dict[str, datasets.Dataset] | data
     """{task name: its rows, each numbered from 0 in `row_index`} of a mixture's split; a one-task split as is."""
     if "task" not in getattr(split, "column_names", ()):  # also plain lists of rows
         return split
-    names = list(dict.fromkeys(split.select_columns(["task"])["task"]))
+    tasks = split.select_columns(["task"])["task"]  # read once for every task
+    names = list(dict.fromkeys(tasks))
     if len(names) == 1:
         return split
     parts = {}
     for name in names:
-        part = rows_of(split, name)
+        part = rows_of(split, name, tasks)
         parts[name] = part.remove_columns("row_index").add_column("row_index", list(range(len(part))))
     return parts
 
 
-def rows_of(split: datasets.Dataset, name: str) -> datasets.Dataset:
-    """The rows of one task of a task-tagged split."""
-    tasks = split.select_columns(["task"])["task"]
+def rows_of(split: datasets.Dataset, name: str, tasks: list[str] | None = None) -> datasets.Dataset:
+    """The rows of one task of a task-tagged split (`tasks`: its task column, when already read)."""
+    tasks = split.select_columns(["task"])["task"] if tasks is None else tasks
     return split.select([index for index, task in enumerate(tasks) if task == name])
 
 
