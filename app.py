@@ -2,10 +2,11 @@
 
     python app.py [--model examples/rsicd-mini] [--compare_model MODEL] [--port 7860] [--host 127.0.0.1]
 
-Drop or pick one or more aerial images (the bundled sample is offered as examples), choose the task (caption, or
-detect with a list of classes), set the prompt, beams and length, and read the caption under each image or see its
-boxes drawn on it. `--compare_model` adds a second model beside the first (before/after
-fine-tuning, `enhanced` vs `direct`). Any model folder or Hub id works; the default is the model named in
+Drop or pick one or more aerial images (the bundled sample is offered as examples), choose the task (caption,
+classify the scene, count one class, or detect a list of classes; each with the prompt the model recorded), set the
+caption prompt, beams and length, and read the answer under each image or see its boxes drawn on it.
+`--compare_model` adds a second model beside the first (before/after fine-tuning, `enhanced` vs `direct`). Any
+model folder or Hub id works; the default is the model named in
 `app_config.json` (what a Space export writes), else `examples/rsicd-mini`. Files that are not readable images,
 truncated or too large are named in the page; the others are still captioned.
 """
@@ -27,7 +28,8 @@ from captioning import (
     load_model,
 )
 from processing import DEFAULT_PROMPT
-from tasks import detect_prompt, task_for_prompt
+from tasks import task_for_prompt
+from tasks.recorded import CONFIG_KEY, TASK_KINDS, task_from_record
 
 APP_DIR = Path(__file__).resolve().parent
 SAMPLE_DIR = APP_DIR / "dataset_builder" / "sample" / "resized"
@@ -70,11 +72,14 @@ def build_demo(model_name: str, compare_name: str | None = None) -> gr.Blocks:
         models[compare_name] = load_model(compare_name)
     # The sliders start at the first model's own decoding (its generation_config): the settings of its scores.
     decoding = decoding_settings(models[model_name][0])
+    recorded = getattr(models[model_name][0].config, CONFIG_KEY, None)  # the first model's task prompts
 
     def caption(paths, task_name, classes, prompt, num_beams, max_new_tokens):
         images, names, problems = read_images(paths)
         try:
-            task = task_for_prompt(detect_prompt(classes.split(";")) if task_name == "detect" else prompt)
+            task = (
+                task_for_prompt(prompt) if task_name == "caption" else task_from_record(task_name, recorded, classes)
+            )
         except ValueError as error:  # no or bad class names
             return (*[[] for _ in models], "", f"- Classes: {error}")
         galleries, lines = [], []
@@ -103,10 +108,10 @@ def build_demo(model_name: str, compare_name: str | None = None) -> gr.Blocks:
                 files = gr.File(
                     file_count="multiple", file_types=["image"], type="filepath", label="Images", elem_id="images"
                 )
-                task = gr.Radio(["caption", "detect"], value="caption", label="Task", elem_id="task")
+                task = gr.Radio(list(TASK_KINDS), value="caption", label="Task", elem_id="task")
                 classes = gr.Textbox(
                     "airplane ; ship ; storage tank ; vehicle",
-                    label="Classes to detect (detect: separated by ;)",
+                    label="Classes (detect: the classes to find, separated by ;; count: the one class to count)",
                     elem_id="classes",
                 )
                 prompt = gr.Textbox(DEFAULT_PROMPT, label="Caption prompt (after <image>)", elem_id="prompt")

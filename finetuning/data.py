@@ -1,5 +1,6 @@
-"""The splits of a run: one dataset of one task (a RISC folder for captions, a COCO / PaliGemma JSONL folder for
-detection) or a mixture of several, with subsets, the `all` caption expansion and row indices for scoring.
+"""The splits of a run: one dataset of one task (a RISC folder for captions and scene classes, a COCO / PaliGemma
+JSONL folder for detection and counting) or a mixture of several, with subsets, the `all` caption expansion and row
+indices for scoring.
 
 A mixture (`mixture:` in the config, a list of `{task, dataset_dir, weight[, name]}`) trains on the datasets
 interleaved with sampling probabilities proportional to the weights (`datasets.interleave_datasets`, until every
@@ -16,6 +17,7 @@ import datasets
 
 from dataset_builder import load_risc
 from dataset_builder.detection import detection_classes, load_detection
+from tasks.count import count_rows
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,8 @@ def expand_captions(dataset: datasets.Dataset) -> datasets.Dataset:
     return dataset.map(explode, batched=True, batch_size=64, desc="one row per caption")
 
 
-TASK_KINDS = ("caption", "detect")
+TASK_KINDS = ("caption", "detect", "classify", "count")
+BOX_TASKS = ("detect", "count")  # the tasks whose rows are a detection dataset's
 
 
 @dataclass(frozen=True)
@@ -85,13 +88,16 @@ def dataset_entries(data_args) -> list[DatasetEntry]:
     names = [entry.name for entry in entries]
     if len(set(names)) != len(names):
         raise ValueError(f"mixture names {names} repeat: give entries of the same task distinct `name`s.")
-    if sum(entry.task == "detect" for entry in entries) > 1:
-        raise ValueError("a mixture holds one detection dataset; merge the others into its annotations first.")
+    if len({entry.dataset_dir for entry in entries if entry.task in BOX_TASKS}) > 1:
+        raise ValueError(
+            "a mixture holds one detection dataset (for detect and count alike): merge the others into its "
+            "annotations first."
+        )
     return entries
 
 
 def _load_entry(entry: DatasetEntry, data_args) -> datasets.DatasetDict:
-    if entry.task == "detect":
+    if entry.task in BOX_TASKS:
         return load_detection(entry.dataset_dir, skip_invalid=data_args.skip_invalid)
     return load_risc(
         entry.dataset_dir,
@@ -111,18 +117,42 @@ def _entry_splits(entry: DatasetEntry, data_args) -> dict[str, datasets.Dataset]
         splits["train"] = expand_captions(splits["train"])
     for split, count in (("val", data_args.max_eval_samples), ("test", data_args.max_test_samples)):
         splits[split] = _first(dataset[split], count)
+    if entry.task == "classify":
+        splits = {
+            split: scene_rows(rows, data_args.scene_pattern, entry.dataset_dir) for split, rows in splits.items()
+        }
+    if entry.task == "count":
+        classes = detection_classes(splits["train"])
+        splits = {split: count_rows(rows, classes) for split, rows in splits.items()}
     return splits
 
 
+def scene_rows(split: datasets.Dataset, pattern: str, dataset_dir: str) -> datasets.Dataset:
+    """The caption rows whose file name names a scene (`tasks.classify.scene_of`), with that scene as `label`;
+    the others (RSICD's numbered images) are left out."""
+    from tasks.classify import scene_of
+
+    scenes = [scene_of(name, pattern) for name in split.select_columns(["filename"])["filename"]]
+    kept = [index for index, scene in enumerate(scenes) if scene is not None]
+    if split.num_rows and not kept:
+        raise ValueError(
+            f"{dataset_dir}: no file name matches scene_pattern {pattern!r} (e.g. {split[0]['filename']!r}). "
+            "Fix: give --scene_pattern a regex whose group 1 is the scene, e.g. '^([a-z]+)_\\d+\\.jpg$'."
+        )
+    logger.info("%s: %d of %d images name a scene", dataset_dir, len(kept), split.num_rows)
+    return split.select(kept).add_column("label", [scenes[index] for index in kept])
+
+
 def task_row_features(classes: list[str]) -> datasets.Features:
-    """The one layout of a task-tagged run's rows: captions (empty for detection rows) and objects (empty for
-    caption rows) side by side."""
+    """The one layout of a task-tagged run's rows: captions (empty for detection rows), objects (empty for caption
+    rows) and label (a scene class or the class a count asks about; empty otherwise) side by side."""
     return datasets.Features(
         {
             "image": datasets.Image(),
             "filename": datasets.Value("string"),
             "source": datasets.Value("string"),
             "task": datasets.Value("string"),
+            "label": datasets.Value("string"),
             "captions": datasets.List(datasets.Value("string")),
             "width": datasets.Value("int32"),
             "height": datasets.Value("int32"),
@@ -140,6 +170,7 @@ def _as_task_rows(split: datasets.Dataset, entry: DatasetEntry, features: datase
     count = len(split)
     missing = {
         "task": [entry.name] * count,
+        "label": [""] * count,
         "captions": [[] for _ in range(count)],
         "width": [0] * count,
         "height": [0] * count,
@@ -166,7 +197,7 @@ def load_splits(data_args, seed: int = 0) -> datasets.DatasetDict:
     if len(entries) == 1 and entries[0].task == "caption":
         splits = dict(per_entry[entries[0].name])
     else:
-        detect = [entry for entry in entries if entry.task == "detect"]
+        detect = [entry for entry in entries if entry.task in BOX_TASKS]
         classes = detection_classes(per_entry[detect[0].name]["train"]) if detect else []
         features = task_row_features(classes)
         tagged = {
@@ -216,9 +247,11 @@ def rows_of(split: datasets.Dataset, name: str, tasks: list[str] | None = None) 
     return split.select([index for index, task in enumerate(tasks) if task == name])
 
 
-def build_tasks(data_args, splits, processor) -> dict:
+def build_tasks(data_args, splits, processor, sbert_model: str | None = None) -> dict:
     """name -> task object of a task-tagged run ({} for captions alone: the collators' own caption task)."""
-    from tasks import CaptionTask, DetectTask
+    from tasks import CaptionTask, ClassifyTask, CountTask, DetectTask
+    from tasks.classify import majority_class
+    from tasks.count import median_counts
 
     entries = dataset_entries(data_args)
     if len(entries) == 1 and entries[0].task == "caption":
@@ -227,7 +260,16 @@ def build_tasks(data_args, splits, processor) -> dict:
     tasks = {}
     for entry in entries:
         if entry.task == "caption":
-            tasks[entry.name] = CaptionTask(data_args.prompt, choice)
+            tasks[entry.name] = CaptionTask(data_args.prompt, choice, sbert_model=sbert_model)
+            continue
+        if entry.task == "classify":
+            labels = rows_of(splits["train"], entry.name).select_columns(["label"])["label"]
+            tasks[entry.name] = ClassifyTask(sorted(set(labels)), majority=majority_class(labels))
+            continue
+        if entry.task == "count":
+            rows = rows_of(splits["train"], entry.name).select_columns(["label", "objects"])
+            classes = detection_classes(splits["train"])
+            tasks[entry.name] = CountTask(classes, medians=median_counts(rows, classes))
             continue
         task = DetectTask(detection_classes(splits["train"]))
         longest = longest_suffix(task, rows_of(splits["train"], entry.name), processor)

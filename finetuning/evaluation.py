@@ -57,8 +57,9 @@ def evaluate_as_is(args, trainer, splits):
 
 
 def write_published_outputs(args, model, processor, test_split, summary: dict, tasks: dict | None = None) -> None:
-    """samples.png (what predictions.jsonl holds, per task for a mixture: samples_<task>.png) and
-    characteristics.json (the cost of the first task's outputs) from the published model."""
+    """samples.png (what predictions.jsonl holds, per task for a mixture: samples_<task>.png), the task's own
+    figures (scene classes: confusion.png) and characteristics.json (the cost of the first task's outputs) from the
+    published model."""
     from model_cost import measure_characteristics
 
     output_dir = Path(args.training.output_dir)
@@ -72,8 +73,10 @@ def write_published_outputs(args, model, processor, test_split, summary: dict, t
         images = [row["image"].convert("RGB") for row in rows.select(range(count))]
         stem = f"_{name}" if mixture else ""
         with open(output_dir / f"predictions{stem}.jsonl") as handle:
-            records = [json.loads(line) for line, _ in zip(handle, range(count))]
-        write_sample_grid(records, images, output_dir / f"samples{stem}.png", task=task)
+            records = [json.loads(line) for line in handle]
+        write_sample_grid(records[:count], images, output_dir / f"samples{stem}.png", task=task)
+        if hasattr(task, "write_figures"):  # e.g. scene classes: the confusion matrix
+            task.write_figures(records, output_dir, stem)
         measured = measured or (task, images, count)
     task, images, count = measured
     generation = getattr(task, "generation", {}) if task is not None else {}

@@ -14,6 +14,7 @@ from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 from processing import processor_for_config
 from publishing.run_folder import describe_base
 from qlora import apply_lora, quantization_config
+from tasks.recorded import CONFIG_KEY, recorded_tasks
 
 from .arguments import on_cuda, resolve_quantization, resolve_strategy
 
@@ -175,7 +176,8 @@ def prepare_training_model(args, plan: TrainingPlan):
 
 def save_trained_model(args, trainer, processor, plan: TrainingPlan, output_dir: Path) -> Path:
     """merged/, the publishable full model (the best checkpoint's with load_best_model_at_end): for full / freeze
-    the trained model itself, for LoRA the adapter (also kept in adapter/) merged into a full-precision base."""
+    the trained model itself, for LoRA the adapter (also kept in adapter/) merged into a full-precision base; its
+    config records the tasks it was trained on (`tasks.recorded`)."""
     merged_dir, dtype = output_dir / "merged", merged_dtype(args.model, args.training)
     trained = trainer.accelerator.unwrap_model(trainer.model)
     lora = plan.strategy not in ("full", "freeze")
@@ -189,6 +191,8 @@ def save_trained_model(args, trainer, processor, plan: TrainingPlan, output_dir:
         else:
             model = trained.to(dtype)
         model.generation_config = trainer.caption_generation_config
+        # What inference.py --task reads back: each trained task's prompt, classes and decoding
+        setattr(model.config, CONFIG_KEY, recorded_tasks(trainer.tasks, args.data.prompt))
         model.save_pretrained(merged_dir)
         processor.save_pretrained(merged_dir)
     trainer.accelerator.wait_for_everyone()

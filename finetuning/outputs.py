@@ -7,8 +7,7 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from tasks.caption import SUMMARY_METRICS
-from tasks.detect import SUMMARY_METRICS as DETECTION_METRICS
+from tasks import caption, classify, count, detect
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ def summary_table(output_dir: str | Path, summary: dict) -> str:
     lines.append(f"{'train loss':<22}{_number(first):>10}{_number(last):>10}")
     for label, before, after in _test_sections(results):
         lines.append(f"{label + 'loss':<22}{_number(before.get('loss')):>10}{_number(after.get('loss')):>10}")
-        names = DETECTION_METRICS if "ap" in after.get("overall", {}) else SUMMARY_METRICS
+        names = _summary_names(after.get("overall", {}))
         for name in names:
             values = (_number(part.get("overall", {}).get(name)) for part in (before, after))
             lines.append(f"{label + name:<22}" + "".join(f"{value:>10}" for value in values))
@@ -74,6 +73,14 @@ def summary_table(output_dir: str | Path, summary: dict) -> str:
         if (output_dir / name).exists():
             lines.append(f"{name:<22}{output_dir / name}")
     return "\n".join(lines)
+
+
+def _summary_names(overall: dict) -> tuple[str, ...]:
+    """The summary rows of one task's scores, told apart by the keys only that task writes."""
+    for task, key in ((detect, "ap"), (count, "mae"), (classify, "majority_accuracy")):
+        if key in overall:
+            return task.SUMMARY_METRICS
+    return caption.SUMMARY_METRICS
 
 
 def _test_sections(results: dict):

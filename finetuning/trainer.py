@@ -106,6 +106,7 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         caption_generation_config: GenerationConfig,
         prompt: str,
         tasks: dict | None = None,
+        sbert_model: str | None = None,
         scst=None,
         objective: dict | None = None,
         **kwargs,
@@ -123,7 +124,8 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         self.prompt = prompt
         from tasks import CaptionTask
 
-        self.caption_task = CaptionTask(prompt, caption_choice="first")  # evaluation scores against all references
+        # evaluation scores against all references
+        self.caption_task = CaptionTask(prompt, caption_choice="first", sbert_model=sbert_model)
         self.tasks = tasks or {}  # name -> task of a mixture's rows (their `task` column)
         self.eval_task = self.caption_task  # the task of the split being evaluated
         self.scst = scst  # (SCSTSettings, reward) when train_objective is scst
@@ -267,7 +269,7 @@ def build_trainer(args, model, processor, splits, callbacks=None, model_init=Non
     from .data import build_collators, build_tasks, split_by_task
     from .outputs import objective_settings
 
-    tasks = build_tasks(args.data, splits, processor)
+    tasks = build_tasks(args.data, splits, processor, sbert_model=args.run.sbert_model)
     train_collator, eval_collator = build_collators(processor, args.data, args.objective.train_objective, tasks)
     scst = None
     if args.objective.train_objective == "scst":
@@ -290,6 +292,7 @@ def build_trainer(args, model, processor, splits, callbacks=None, model_init=Non
         caption_generation_config=caption_generation_config(model, args.generation),
         prompt=args.data.prompt,
         tasks=tasks,
+        sbert_model=args.run.sbert_model,
         scst=scst,
         objective=objective_settings(args.objective) if args.training.do_train else None,
         callbacks=callbacks,

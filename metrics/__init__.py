@@ -5,6 +5,7 @@ scores as `evaluate` modules (`evaluate.load("metrics/bleu")`). See docs/metrics
 """
 
 from ._java import JavaNotFoundError, java_available
+from ._sbert import sbert_similarity
 from ._suite import METRICS, SCORE_NAMES, caption_metrics, flatten_metrics
 from ._tokenize import ptb_tokenize, ptb_tokenize_streams
 from .reward import CiderDReward
@@ -19,4 +20,5 @@ __all__ = [
     "java_available",
     "ptb_tokenize",
     "ptb_tokenize_streams",
+    "sbert_similarity",
 ]

@@ -34,13 +34,13 @@ from .run_folder import (
     dataset_id,
     describe_base,
     find_example_image,
-    is_detection,
     load_baseline,
     model_config,
     read_finetune_config,
     read_jsonl,
     read_optional_json,
     read_test_results,
+    task_kind,
     task_results,
 )
 
@@ -59,11 +59,25 @@ def _eval_results(run: dict) -> list[EvalResult]:
     results = []
     for view in run["tasks"]:
         test = view["results"]["test"]
-        if view["detection"]:
+        if view["kind"] == "detect":
             results += _detection_eval_results(test, view["dataset"])
-        else:
+        elif view["kind"] == "caption":
             results += _caption_eval_results(test, run["dataset"])
+        else:
+            results += _answer_eval_results(test, view)
     return results
+
+
+def _answer_eval_results(test: dict, view: dict) -> list[EvalResult]:
+    """Scenes (image classification) and counts (visual question answering): the overall scores and the
+    baseline's, then accuracy per class."""
+    keys = card_rows.ANSWER_METRICS[view["kind"]]
+    sets = [("all", f"{view['dataset']} (all classes)", {key: test["overall"].get(key) for key in keys})]
+    sets += [
+        (name.replace(" ", "-"), f"{view['dataset']} {name}", {"accuracy": scores.get("accuracy")})
+        for name, scores in (test.get("groups") or {}).items()
+    ]
+    return _model_index(sets, card_rows.ANSWER_TASKS[view["kind"]], view["dataset"])
 
 
 def _detection_eval_results(test: dict, dataset: str) -> list[EvalResult]:
@@ -112,6 +126,7 @@ def _tags(run: dict, adapter_only: bool) -> list[str]:
     method = method or ("qlora" if run["quantization"] == "4bit" else "lora")
     tasks = ["image-captioning"] if run["caption"] else []
     tasks += ["object-detection"] if run["detection"] else []
+    tasks += [card_rows.ANSWER_TASKS[view["kind"]][0] for view in run["answers"]]
     tags = ["remote-sensing", "aerial-imagery", *tasks, "paligemma", "tsn", f"tsn-{run['integration']}", method]
     tags += ["peft", "lora"] if adapter_only else ["custom_code"]
     return list(dict.fromkeys(tags))
@@ -201,7 +216,7 @@ def data_text(train_images: dict[str, int], dataset: str, box_sources=()) -> str
 
 def _task_views(output_dir: Path, eval_results: dict) -> list[dict]:
     """Per task of the run (one, or each dataset of a mixture): its test/val scores, zero-shot scores, predictions
-    and whether it is detection."""
+    and its kind (caption, detect, classify, count)."""
     vals, baselines = task_results(eval_results, "val"), task_results(eval_results, "baseline_test")
     views = []
     for name, test in task_results(eval_results).items():
@@ -209,7 +224,8 @@ def _task_views(output_dir: Path, eval_results: dict) -> list[dict]:
         views.append(
             {
                 "name": name,
-                "detection": is_detection(test),
+                "kind": task_kind(test),
+                "detection": task_kind(test) == "detect",
                 "results": {"test": test, "val": vals.get(name)},
                 "baseline": baselines.get(name),
                 "predictions": predictions,
@@ -230,11 +246,12 @@ def read_run(output_dir: Path, adapter_only: bool, base_model: str | None, datas
     base = summary.get("base_model") or describe_base(base_id or finetune_config.get("model_name_or_path"))
     eval_results = read_test_results(output_dir)
     views = _task_views(output_dir, eval_results)
-    caption = next((view for view in views if not view["detection"]), None)
+    caption = next((view for view in views if view["kind"] == "caption"), None)
     return {
         "tasks": views,
         "caption": caption,
         "detection": next((view for view in views if view["detection"]), None),
+        "answers": [view for view in views if view["kind"] in card_rows.ANSWER_TASKS],
         "summary": summary,
         "base": base,
         "license": base.get("license") or UNKNOWN_LICENSE,
@@ -268,7 +285,9 @@ def _template_values(run: dict, repo_id: str, adapter_only: bool, revision: str,
     results = card_rows.results_rows(caption["results"], baseline, counts) if caption else []
     detect_prompt = card_rows.detection_prompt(detection["results"]["test"]) if detection else None
     return {
-        "what": card_rows.what_text(bool(caption), bool(detection)),
+        "what": card_rows.what_text(bool(caption), bool(detection), [view["kind"] for view in run["answers"]]),
+        "answer_header": card_rows.ANSWER_HEADER,
+        "answer_rows": card_rows.answer_rows(run["answers"]),
         "caption_results": bool(caption),
         "detection_header": card_rows.DETECTION_HEADER,
         "detection_rows": card_rows.detection_rows(detection["results"]) if detection else [],

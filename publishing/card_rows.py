@@ -4,6 +4,9 @@ cost and example captions. Values that are local paths never reach a row."""
 from pathlib import Path
 from typing import Any
 
+from tasks.classify import PROMPT as CLASSIFY_PROMPT
+from tasks.count import COUNT_TEMPLATE
+
 from .paths import looks_like_local_path
 
 METRIC_NAMES = {
@@ -14,11 +17,27 @@ METRIC_NAMES = {
     "meteor": "METEOR",
     "rouge_l": "ROUGE-L",
     "cider": "CIDEr",
+    "sbert_sim": "SBERT sim",
     "ap": "AP@[.5:.95]",
     "ap50": "AP50",
     "ap75": "AP75",
     "count_mae": "count MAE",
+    "accuracy": "accuracy",
+    "majority_accuracy": "majority-class accuracy",
+    "mae": "MAE",
+    "median_accuracy": "median-count accuracy",
+    "median_mae": "median-count MAE",
 }
+# Scene and counting answers: the model-index task of each, and the scores it lists
+ANSWER_TASKS = {
+    "classify": ("image-classification", "Scene classification"),
+    "count": ("visual-question-answering", "Counting"),
+}
+ANSWER_METRICS = {
+    "classify": ("accuracy", "majority_accuracy"),
+    "count": ("accuracy", "mae", "median_accuracy", "median_mae"),
+}
+ANSWER_HEADER = ["task", "prompt", "test questions", "accuracy", "MAE", "trivial baseline", "its accuracy", "its MAE"]
 DETECTION_METRICS = ("ap", "ap50", "ap75", "count_mae")
 DETECTION_HEADER = ["set", "images", "boxes", "AP@[.5:.95]", "AP50", "AP75", "count MAE"]
 SOURCE_NAMES = {"NWPU": "NWPU-Captions", "RSICD": "RSICD", "UCM": "UCM-Captions", "SYDNEY": "Sydney-Captions"}
@@ -187,11 +206,14 @@ def results_rows(eval_results: dict, baseline: dict | None, counts: dict[str, in
     return rows
 
 
-def what_text(captions: bool, detection: bool) -> str:
+def what_text(captions: bool, detection: bool, answers=()) -> str:
     """What the model is, for the card's first line."""
-    if captions and detection:
-        return "An aerial-image captioner and object detector"
-    return "An aerial object detector" if detection else "An aerial-image captioner"
+    parts = (["captioner"] if captions else []) + (["object detector"] if detection else [])
+    parts += [{"classify": "scene classifier", "count": "object counter"}[kind] for kind in dict.fromkeys(answers)]
+    if len(parts) == 1 and not captions:
+        return f"An aerial {parts[0]}"
+    parts = parts or ["captioner"]
+    return "An aerial-image " + (", ".join(parts[:-1]) + " and " if len(parts) > 1 else "") + parts[-1]
 
 
 def detection_prompt(test: dict) -> str:
@@ -235,6 +257,23 @@ def detection_rows(results: dict) -> list[list[str]]:
                 *(number(val_overall.get(key)) for key in DETECTION_METRICS),
             ]
         )
+    return rows
+
+
+def answer_rows(views: list[dict]) -> list[list[str]]:
+    """One row per scene or counting task: its prompt, test scores and its trivial baseline's (the majority class;
+    the training median count of the class asked about)."""
+    rows = []
+    for view in views:
+        overall = view["results"]["test"]["overall"]
+        if view["kind"] == "classify":
+            row = ["scene", f"`{CLASSIFY_PROMPT}`", overall.get("images"), overall.get("accuracy"), None]
+            row += ["majority class", overall.get("majority_accuracy"), None]
+        else:
+            row = ["count", f"`{COUNT_TEMPLATE.format('<classes>')}`", overall.get("questions")]
+            row += [overall.get("accuracy"), overall.get("mae"), "median count per class"]
+            row += [overall.get("median_accuracy"), overall.get("median_mae")]
+        rows.append([number(value) for value in row])
     return rows
 
 

@@ -161,6 +161,22 @@ def is_detection(scores: dict) -> bool:
     return "ap" in scores.get("overall", {})
 
 
+# The task a result belongs to, told by a key only that task's scorer writes (captions: none of these).
+TASK_KEYS = (("detect", "ap"), ("count", "mae"), ("classify", "majority_accuracy"))
+HEADLINE_METRICS = {
+    "caption": ("bleu_4", "meteor", "rouge_l", "cider"),
+    "detect": ("ap", "ap50"),
+    "classify": ("accuracy", "majority_accuracy"),
+    "count": ("accuracy", "mae", "median_accuracy", "median_mae"),
+}
+
+
+def task_kind(scores: dict) -> str:
+    """caption, detect, classify or count: which task's scorer wrote `scores`."""
+    overall = scores.get("overall", {})
+    return next((kind for kind, key in TASK_KEYS if key in overall), "caption")
+
+
 def read_test_results(output_dir: Path) -> dict:
     """eval_results.json, checked to hold the test scores a card and a commit description need."""
     path = output_dir / "eval_results.json"

@@ -9,15 +9,18 @@ from importlib.metadata import version
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# app.py and what it imports: generation and image reading, the processor helpers, the tasks (caption, detect)
+# app.py and what it imports: generation and image reading, the processor helpers, the tasks
 SPACE_CODE_FILES = (
     "app.py",
     "captioning.py",
     "processing.py",
     "tasks/__init__.py",
     "tasks/caption.py",
+    "tasks/classify.py",
+    "tasks/count.py",
     "tasks/detect.py",
     "tasks/loc_codec.py",
+    "tasks/recorded.py",
 )
 
 

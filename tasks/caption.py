@@ -20,11 +20,12 @@ class CaptionTask:
     row_columns = ROW_COLUMNS
     summary_metrics = SUMMARY_METRICS
 
-    def __init__(self, prompt: str = DEFAULT_PROMPT, caption_choice: str = "random"):
+    def __init__(self, prompt: str = DEFAULT_PROMPT, caption_choice: str = "random", sbert_model: str | None = None):
         if caption_choice not in CAPTION_CHOICES:
             raise ValueError(f"caption_choice={caption_choice!r} is invalid here; use 'random' or 'first'.")
         self.prompt = prompt
         self.caption_choice = caption_choice
+        self.sbert_model = sbert_model  # also score SBERT similarity with this sentence-transformers model
 
     def prefix(self, row) -> str:
         return self.prompt
@@ -59,8 +60,16 @@ class CaptionTask:
     def score(self, records: list[dict]) -> dict:
         from metrics import caption_metrics  # scoring only: the app and its Space never score
 
-        return caption_metrics(
-            [record["prediction"] for record in records],
-            [record["references"] for record in records],
-            groups=[record["source"] for record in records],
-        )
+        predictions = [record["prediction"] for record in records]
+        references = [record["references"] for record in records]
+        groups = [record["source"] for record in records]
+        scores = caption_metrics(predictions, references, groups=groups)
+        if self.sbert_model and records:
+            from metrics import sbert_similarity
+
+            per_caption = sbert_similarity(predictions, references, model=self.sbert_model)["per_caption"]
+            scores["overall"]["sbert_sim"] = sum(per_caption) / len(per_caption)
+            for group, values in scores["groups"].items():
+                mine = [value for value, name in zip(per_caption, groups) if name == group]
+                values["sbert_sim"] = sum(mine) / len(mine)
+        return scores

@@ -1,0 +1,145 @@
+"""Counting questions: `answer en how many airplanes are there?` -> the number of that class's boxes, in digits;
+scored by exact-match accuracy and mean absolute error, beside the baseline that always answers the training
+split's median count of the class asked about.
+
+Rows are detection rows (`dataset_builder.detection`), one per (image, class present in it): `label` names the
+class asked about and the answer is how many of the image's boxes carry it (`count_rows`). Questions are asked
+about the classes an image shows, as counting benchmarks do; the model is not taught to answer 0.
+"""
+
+import re
+import statistics
+
+from .classify import normalize_answer
+
+NAME = "count"
+SUMMARY_METRICS = ("accuracy", "mae", "median_accuracy", "median_mae")
+ROW_COLUMNS = ("filename", "source", "label", "objects")
+
+
+def plural(name: str) -> str:
+    """The English plural of a class name's last word: `storage tank` -> `storage tanks`, `harbor` -> `harbors`."""
+    if re.search(r"(s|x|z|ch|sh)$", name):
+        return name + "es"
+    if re.search(r"[^aeiou]y$", name):
+        return name[:-1] + "ies"
+    return name + "s"
+
+
+COUNT_TEMPLATE = "answer en how many {} are there?"  # {}: the plural of the class asked about
+
+
+def count_question(name: str) -> str:
+    return COUNT_TEMPLATE.format(plural(name))
+
+
+def read_count(text: str) -> int | None:
+    """The first whole number in the answer, or None when it holds none."""
+    match = re.search(r"\d+", normalize_answer(text))
+    return int(match.group()) if match else None
+
+
+def count_rows(split, classes: list[str]):
+    """One row per (image, class present in it) of a detection `datasets.Dataset`: the image's row with `label` =
+    the class's name (no image is decoded)."""
+    categories = split.select_columns(["objects"])["objects"]
+    indices, labels = [], []
+    for index, objects in enumerate(categories):
+        for category in sorted(set(objects["category"])):
+            indices.append(index)
+            labels.append(classes[category])
+    return split.select(indices).add_column("label", labels)
+
+
+class CountTask:
+    """Counting over `classes` (the dataset's ClassLabel names); `medians` maps a class to its training median count
+    (the baseline's answer)."""
+
+    name = NAME
+    row_columns = ROW_COLUMNS
+    summary_metrics = SUMMARY_METRICS
+    generation = {"num_beams": 1, "max_new_tokens": 4}  # a number
+
+    def __init__(self, classes, medians: dict[str, int] | None = None, question: str | None = None):
+        self.classes = list(classes)
+        self.medians = dict(medians or {})
+        # Rows ask about their own class (`prefix`); `prompt` is the one question of inference, else the first class's.
+        self.prompt = question or count_question(self.classes[0] if self.classes else "object")
+
+    def prefix(self, row) -> str:
+        return count_question(row["label"])
+
+    def answer(self, row) -> int:
+        return sum(self.classes[category] == row["label"] for category in row["objects"]["category"])
+
+    def suffix(self, row, move=None) -> str:
+        """A count does not change when the image is rotated or flipped."""
+        return str(self.answer(row))
+
+    def read(self, text: str, width: float, height: float) -> dict:
+        """What inference writes for one image: the answer, cleaned, and the number read from it (None: none)."""
+        return {"caption": normalize_answer(text), "count": read_count(text)}
+
+    def record(self, row, text: str) -> dict:
+        return {
+            "image": row["filename"],
+            "source": row["source"],
+            "task": NAME,
+            "label": row["label"],
+            "prediction": normalize_answer(text),
+            "count": read_count(text),
+            "reference": self.answer(row),
+        }
+
+    def score(self, records: list[dict]) -> dict:
+        return count_metrics(records, self.medians)
+
+    def draw(self, read: dict, image) -> tuple:
+        return image, f"{read['count']}"
+
+    def grid_entry(self, record: dict, image) -> tuple:
+        return image, f"{record['label']}: {record['count']}\n[ref] {record['reference']}"
+
+
+def median_counts(rows, classes: list[str]) -> dict[str, int]:
+    """{class: the median of its counts over the rows that ask about it} (the lower median: always a count that
+    occurs)."""
+    per_class = {}
+    for row in rows:
+        count = sum(classes[category] == row["label"] for category in row["objects"]["category"])
+        per_class.setdefault(row["label"], []).append(count)
+    return {name: statistics.median_low(counts) for name, counts in sorted(per_class.items())}
+
+
+def _scores(records: list[dict], answers: list[int | None]) -> dict:
+    """accuracy and mae of `answers` against the records' references; an answer without a number counts as wrong
+    and as 0 for the error."""
+    if not records:
+        return {"accuracy": None, "mae": None}
+    right = sum(answer == record["reference"] for answer, record in zip(answers, records))
+    errors = [abs((answer or 0) - record["reference"]) for answer, record in zip(answers, records)]
+    return {"accuracy": right / len(records), "mae": sum(errors) / len(records)}
+
+
+def count_metrics(records: list[dict], medians: dict[str, int] | None = None) -> dict:
+    """{"overall": {accuracy, mae, median_accuracy, median_mae, questions, unread}, "groups": {class: the same
+    without unread}}: exact-match accuracy and mean absolute error of the answered counts, and of the median
+    baseline (None for a class without a training median)."""
+    medians = medians or {}
+
+    def block(part: list[dict]) -> dict:
+        scores = _scores(part, [record["count"] for record in part])
+        known = all(record["label"] in medians for record in part)
+        baseline = _scores(part, [medians.get(record["label"]) for record in part]) if known else {}
+        return {
+            **scores,
+            "median_accuracy": baseline.get("accuracy"),
+            "median_mae": baseline.get("mae"),
+            "questions": len(part),
+        }
+
+    groups = {}
+    for name in sorted({record["label"] for record in records}):
+        groups[name] = block([record for record in records if record["label"] == name])
+    overall = {**block(records), "unread": sum(record["count"] is None for record in records)}
+    return {"overall": overall, "groups": groups}
