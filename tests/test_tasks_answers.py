@@ -242,30 +242,31 @@ def test_count_and_scene_rows_through_the_collators(tmp_path, tiny_checkpoint):
     assert prompts == ["answer en how many cars are there?", "answer en what is the scene?"]
 
 
-def test_scene_and_count_training_runs_score_each_task(tmp_path, tiny_checkpoint):
-    boxes = _coco_folder(tmp_path / "coco", 6)
+def _train(tmp_path, base, mixture, **settings) -> None:
+    """finetune.py on `mixture` for a few steps, evaluating only at the end (the test split)."""
     config = {
-        "model_name_or_path": str(tiny_checkpoint("direct")),
+        "model_name_or_path": str(base),
         "train_strategy": "full",
         "quantization": "none",
-        "mixture": [
-            {"task": "classify", "dataset_dir": str(SAMPLE_DIR)},
-            {"task": "count", "dataset_dir": str(boxes)},
-        ],
+        "mixture": mixture,
         "output_dir": str(tmp_path / "run"),
         "use_cpu": True,
-        "max_steps": 2,
         "per_device_train_batch_size": 4,
-        "per_device_eval_batch_size": 8,
         "eval_strategy": "no",
         "save_strategy": "no",
         "load_best_model_at_end": False,
-        "grid_images": 2,
         "report_to": "none",
+        **settings,
     }
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config))
     assert finetune.main([str(path)]) == 0
+
+
+def test_scene_and_count_training_runs_score_each_task(tmp_path, tiny_checkpoint):
+    boxes = _coco_folder(tmp_path / "coco", 6)
+    mixture = [{"task": "classify", "dataset_dir": str(SAMPLE_DIR)}, {"task": "count", "dataset_dir": str(boxes)}]
+    _train(tmp_path, tiny_checkpoint("direct"), mixture, max_steps=2, per_device_eval_batch_size=8, grid_images=2)
     run = tmp_path / "run"
     results = json.loads((run / "eval_results.json").read_text())["test"]
     test_scenes = [row for row in _sample_rows() if row["split"] == "test" and scene_of(row["image"])]
@@ -298,32 +299,22 @@ def test_the_model_records_its_tasks_and_inference_uses_them(tmp_path, tiny_chec
     from tasks.recorded import task_from_record
 
     boxes = _coco_folder(tmp_path / "coco", 6)
-    config = {
-        "model_name_or_path": str(tiny_checkpoint("direct")),
-        "train_strategy": "full",
-        "quantization": "none",
-        "mixture": [
-            {"task": "caption", "dataset_dir": str(SAMPLE_DIR)},
-            {"task": "classify", "dataset_dir": str(SAMPLE_DIR)},
-            {"task": "count", "dataset_dir": str(boxes)},
-            {"task": "detect", "dataset_dir": str(boxes)},
-        ],
-        "output_dir": str(tmp_path / "run"),
-        "use_cpu": True,
-        "max_steps": 1,
-        "per_device_train_batch_size": 4,
-        "num_beams": 1,
-        "max_new_tokens": 4,
-        "eval_strategy": "no",
-        "save_strategy": "no",
-        "load_best_model_at_end": False,
-        "do_eval": False,
-        "do_predict": False,
-        "report_to": "none",
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert finetune.main([str(path)]) == 0
+    mixture = [
+        {"task": "caption", "dataset_dir": str(SAMPLE_DIR)},
+        {"task": "classify", "dataset_dir": str(SAMPLE_DIR)},
+        {"task": "count", "dataset_dir": str(boxes)},
+        {"task": "detect", "dataset_dir": str(boxes)},
+    ]
+    _train(
+        tmp_path,
+        tiny_checkpoint("direct"),
+        mixture,
+        max_steps=1,
+        num_beams=1,
+        max_new_tokens=4,
+        do_eval=False,
+        do_predict=False,
+    )
     merged = tmp_path / "run" / "merged"
     recorded = json.loads((merged / "config.json").read_text())["task_prompts"]
     scenes = sorted({scene_of(r["image"]) for r in _sample_rows() if r["split"] == "train" and scene_of(r["image"])})
