@@ -75,12 +75,19 @@ def summary_table(output_dir: str | Path, summary: dict) -> str:
     return "\n".join(lines)
 
 
+SUMMARY_NAMES = {
+    "caption": caption.SUMMARY_METRICS,
+    "detect": detect.SUMMARY_METRICS,
+    "classify": classify.SUMMARY_METRICS,
+    "count": count.SUMMARY_METRICS,
+}
+
+
 def _summary_names(overall: dict) -> tuple[str, ...]:
-    """The summary rows of one task's scores, told apart by the keys only that task writes."""
-    for task, key in ((detect, "ap"), (count, "mae"), (classify, "majority_accuracy")):
-        if key in overall:
-            return task.SUMMARY_METRICS
-    return caption.SUMMARY_METRICS
+    """The summary rows of one task's scores (the task told by `publishing.run_folder.task_kind`)."""
+    from publishing.run_folder import task_kind
+
+    return SUMMARY_NAMES[task_kind({"overall": overall})]
 
 
 def _test_sections(results: dict):

@@ -51,6 +51,11 @@ def count_rows(split, classes: list[str]):
     return split.select(indices).add_column("label", labels)
 
 
+def boxes_of_label(row, classes: list[str]) -> int:
+    """How many of the row's boxes carry the class its question asks about (`label`)."""
+    return sum(classes[category] == row["label"] for category in row["objects"]["category"])
+
+
 class CountTask:
     """Counting over `classes` (the dataset's ClassLabel names); `medians` maps a class to its training median count
     (the baseline's answer)."""
@@ -70,7 +75,7 @@ class CountTask:
         return count_question(row["label"])
 
     def answer(self, row) -> int:
-        return sum(self.classes[category] == row["label"] for category in row["objects"]["category"])
+        return boxes_of_label(row, self.classes)
 
     def suffix(self, row, move=None) -> str:
         """A count does not change when the image is rotated or flipped."""
@@ -106,8 +111,7 @@ def median_counts(rows, classes: list[str]) -> dict[str, int]:
     occurs)."""
     per_class = {}
     for row in rows:
-        count = sum(classes[category] == row["label"] for category in row["objects"]["category"])
-        per_class.setdefault(row["label"], []).append(count)
+        per_class.setdefault(row["label"], []).append(boxes_of_label(row, classes))
     return {name: statistics.median_low(counts) for name, counts in sorted(per_class.items())}
 
 
