@@ -53,7 +53,7 @@ def sinusoidal_loc_features(bins: int, width: int, seed: int = 0) -> torch.Tenso
 def init_loc_embeddings(model_dir: str | Path, output_dir: str | Path, seed: int = 0) -> Path:
     """Write the model of `model_dir` with sinusoidal `<loc>` embeddings into `output_dir` (weights, processor)."""
     model = TSNPaliGemmaForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
-    processor = AutoProcessor.from_pretrained(model_dir)
+    processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
     ids = processor.tokenizer.convert_tokens_to_ids([f"<loc{index:04d}>" for index in range(BINS)])
     unknown = processor.tokenizer.unk_token_id
     if any(token is None or token == unknown for token in ids):

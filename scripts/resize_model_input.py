@@ -57,7 +57,9 @@ def resize_model_input(model_dir: str | Path, output_dir: str | Path, image_size
     resized.generation_config = model.generation_config
     output_dir = Path(output_dir)
     resized.to(model.dtype).save_pretrained(output_dir)
-    processor_for_config(AutoProcessor.from_pretrained(model_dir), resized.config).save_pretrained(output_dir)
+    processor_for_config(
+        AutoProcessor.from_pretrained(model_dir, trust_remote_code=True), resized.config
+    ).save_pretrained(output_dir)
     return output_dir
 
 
