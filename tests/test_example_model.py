@@ -34,10 +34,10 @@ HELD_OUT = [
 PINNED_IMAGE = SAMPLE_IMAGES / "RSICD_stadium_57.jpg"
 PROMPT = "<image>caption en"
 # Logits of the last prompt position (the first caption token), computed in float32 on CPU from the bf16 weights.
-PINNED_TOP5_IDS = [1955, 345, 283, 330, 400]  # "a", "some", "many", "the", "several"
-PINNED_TOP5_LOGITS = [7.8856, 7.2705, 7.1798, 7.0699, 6.8806]
-PINNED_CAPTION = "some green trees are near a stadium with a football field in it ."  # 3 beams, the model's setting
-GREEDY_CAPTION = "a white beach is near a piece of green ocean ."  # 1 beam: not what the reported scores used
+PINNED_TOP5_IDS = [1955, 283, 330, 345, 400]  # "a", "many", "the", "some", "several"
+PINNED_TOP5_LOGITS = [7.9397, 7.3562, 7.2711, 7.2571, 6.9323]
+PINNED_CAPTION = "a football field is in the middle of a white stadium ."  # 3 beams, the model's setting
+GREEDY_CAPTION = "a football field is in a white stadium ."  # 1 beam: not what the reported scores used
 
 FRESH_PROCESS = r"""
 import json, sys

@@ -365,6 +365,26 @@ def test_rsicd_mini_heal_recipe_trains_every_weight_briefly(tiny_checkpoint):
     assert args.training.eval_strategy == "no" and args.data.augment
 
 
+def test_rsicd_mini_more_recipe_continues_the_captioner_and_keeps_its_best_epoch(tiny_checkpoint, tmp_path):
+    """The second stage of examples/rsicd-mini: its own weights, the first stage's loss and data, a fifth of the
+    learning rate, val scored after every epoch (and before the first) and the best epoch kept."""
+    path = str(REPO_ROOT / "configs" / "rsicd_mini_more.yaml")
+    assert yaml.safe_load(Path(path).read_text())["model_name_or_path"] == "examples/rsicd-mini"
+    common = ["--dataset_dir", SAMPLE, "--model_name_or_path", str(tiny_checkpoint()), "--output_dir", str(tmp_path)]
+    more = parse_finetune_args([path, *common])
+    first = parse_finetune_args([str(REPO_ROOT / "configs" / "rsicd_mini.yaml"), *common])
+    assert (more.model.train_strategy, more.tsn.tsn_integration, more.tsn.tsn_batchnorm) == (
+        "full",
+        "enhanced",
+        "train",
+    )
+    assert more.data == first.data and more.generation == first.generation
+    assert more.training.label_smoothing_factor == first.training.label_smoothing_factor
+    assert more.training.learning_rate == first.training.learning_rate / 5 and more.training.num_train_epochs == 4
+    assert more.training.eval_strategy == "epoch" and more.training.load_best_model_at_end
+    assert more.run.evaluate_before_training
+
+
 # ------------------------------------------------------------------------------------------------ re-runs
 def previous_run(demo, output_dir: Path, checkpoint: bool = True) -> list[str]:
     """An output_dir as a run of `demo` leaves it: its recorded training settings and a complete checkpoint."""
