@@ -346,6 +346,8 @@ def _plain(value):
         return ",".join(f"{rows}x{cols}" for rows, cols in value)
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
+    if isinstance(value, dict):  # a mixture's entries: kept as mappings, so that the file parses back
+        return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, (int, float, str, bool)):
         return value
     return str(value)

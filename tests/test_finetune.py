@@ -53,6 +53,24 @@ def test_resolved_config_parses_back_to_the_same_arguments(demo, tmp_path):
     assert again.tsn.tsn_backbone == "resnet18" and again.tsn.tsn_generation_ratio is None
 
 
+def test_resolved_config_of_a_mixture_parses_back_to_the_same_datasets(tmp_path):
+    """A mixture written in YAML as a list of mappings is written back as mappings, not as their Python text."""
+    from finetuning.data import dataset_entries
+
+    config = yaml.safe_load((REPO_ROOT / "configs" / "demo.yaml").read_text())
+    config["mixture"] = [
+        {"task": "caption", "dataset_dir": SAMPLE, "weight": 3, "name": "captions"},
+        {"task": "classify", "dataset_dir": SAMPLE, "weight": 1, "name": "scenes"},
+    ]
+    config["output_dir"] = str(tmp_path / "run")
+    (tmp_path / "mixture.yaml").write_text(yaml.safe_dump(config))
+    args = parse_finetune_args([str(tmp_path / "mixture.yaml")])
+    write_config(resolved_config(args), tmp_path / "again.yaml")
+    assert yaml.safe_load((tmp_path / "again.yaml").read_text())["mixture"] == config["mixture"]
+    again = parse_finetune_args([str(tmp_path / "again.yaml")])
+    assert dataset_entries(again.data) == dataset_entries(args.data) and len(dataset_entries(args.data)) == 2
+
+
 @pytest.fixture
 def no_model_loading(monkeypatch):
     """Any model load fails the test: fail-fast errors must come before it."""
