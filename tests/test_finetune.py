@@ -384,10 +384,11 @@ def test_rsicd_mini_heal_recipe_trains_every_weight_briefly(tiny_checkpoint):
 
 
 def test_rsicd_mini_more_recipe_continues_the_captioner_and_keeps_its_best_epoch(tiny_checkpoint, tmp_path):
-    """The second stage of examples/rsicd-mini: its own weights, the first stage's loss and data, a fifth of the
+    """The second stage of examples/rsicd-mini: the first stage's merged weights, loss and data, a fifth of the
     learning rate, val scored after every epoch (and before the first) and the best epoch kept."""
     path = str(REPO_ROOT / "configs" / "rsicd_mini_more.yaml")
-    assert yaml.safe_load(Path(path).read_text())["model_name_or_path"] == "examples/rsicd-mini"
+    stage_1 = yaml.safe_load((REPO_ROOT / "configs" / "rsicd_mini.yaml").read_text())["output_dir"]
+    assert yaml.safe_load(Path(path).read_text())["model_name_or_path"] == f"{stage_1}/merged"
     common = ["--dataset_dir", SAMPLE, "--model_name_or_path", str(tiny_checkpoint()), "--output_dir", str(tmp_path)]
     more = parse_finetune_args([path, *common])
     first = parse_finetune_args([str(REPO_ROOT / "configs" / "rsicd_mini.yaml"), *common])
