@@ -28,13 +28,13 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest -q
 
-# The demo fine-tunes the shipped captioner (examples/rsicd-mini) with QLoRA on the bundled sample; see configs/demo.yaml.
+# The demo fine-tunes the shipped captioner (examples/rs-mini) with QLoRA on the bundled sample; see configs/demo.yaml.
 demo: $(STAMP)
 	$(PY) finetune.py configs/demo.yaml
 
 # The captioner in a web page at http://127.0.0.1:7860: the shipped model unless APP_MODEL names another
 # (e.g. APP_MODEL=outputs/demo/merged after `make demo`).
-APP_MODEL ?= examples/rsicd-mini
+APP_MODEL ?= examples/rs-mini
 app: $(STAMP)
 	$(PY) app.py --model $(APP_MODEL) $(APP_ARGS)
 

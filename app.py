@@ -1,13 +1,13 @@
 """The captioner in a web page (Gradio Blocks): locally, and as a Hugging Face Space.
 
-    python app.py [--model examples/rsicd-mini] [--compare_model MODEL] [--port 7860] [--host 127.0.0.1]
+    python app.py [--model examples/rs-mini] [--compare_model MODEL] [--port 7860] [--host 127.0.0.1]
 
 Drop or pick one or more aerial images (the bundled sample is offered as examples), choose the task (caption,
 classify the scene, count one class, or detect a list of classes; each with the prompt the model recorded), set the
 caption prompt, beams and length, and read the answer under each image or see its boxes drawn on it.
 `--compare_model` adds a second model beside the first (before/after fine-tuning, `enhanced` vs `direct`). Any
 model folder or Hub id works; the default is the model named in
-`app_config.json` (what a Space export writes), else `examples/rsicd-mini`. Files that are not readable images,
+`app_config.json` (what a Space export writes), else `examples/rs-mini`. Files that are not readable images,
 truncated or too large are named in the page; the others are still captioned.
 """
 
@@ -33,7 +33,7 @@ from tasks.recorded import CONFIG_KEY, TASK_KINDS, task_from_record
 
 APP_DIR = Path(__file__).resolve().parent
 SAMPLE_DIR = APP_DIR / "dataset_builder" / "sample" / "resized"
-DEFAULT_MODEL = "examples/rsicd-mini"
+DEFAULT_MODEL = "examples/rs-mini"
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # uploads above this are refused with a message, not decoded
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # a larger image is refused before it is decoded (decompression bombs)
 CAPTIONS_ID = "captions"

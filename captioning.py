@@ -3,7 +3,7 @@ image as RGB, load a model as Hub code on the right device, caption a batch (pro
 text cleaned), and draw a picture grid.
 
 ```python
->>> model, processor = load_model("examples/rsicd-mini")  # doctest: +SKIP
+>>> model, processor = load_model("examples/rs-mini")  # doctest: +SKIP
 >>> caption_images(model, processor, [load_image("RSICD_00001.jpg")], num_beams=3)  # doctest: +SKIP
 ['many buildings and green trees are in a dense residential area .']
 ```
@@ -215,7 +215,7 @@ def check_model_location(name: str, revision: str | None = None) -> None:
     )
     if looks_local:
         raise ModelNotFoundError(
-            f"{name!r}: the folder does not exist. Fix: pass an existing model folder (e.g. examples/rsicd-mini; "
+            f"{name!r}: the folder does not exist. Fix: pass an existing model folder (e.g. examples/rs-mini; "
             "`python -m scripts.make_tiny_checkpoint DIR` builds a random test model) or a Hub id owner/name."
         )
     from huggingface_hub import constants, try_to_load_from_cache

@@ -1,9 +1,9 @@
 """Block-influence layer pruning of TSN-PaliGemma's language model (and optionally SigLIP), ShortGPT-style.
 
-    python prune.py --model_name_or_path examples/rsicd-mini --num_layers_to_remove 1 \
-        --dataset_dir data/rsicd --output_dir outputs/rsicd-mini-pruned-1
-    python prune.py --model_name_or_path examples/rsicd-mini --dataset_dir data/rsicd --output_dir outputs/prune \
-        --report_k 0,1,2 --heal_config configs/rsicd_mini_heal.yaml      # the table: before / after healing
+    python prune.py --model_name_or_path examples/rs-mini --num_layers_to_remove 1 \
+        --dataset_dir data/rsicd --output_dir outputs/rs-mini-pruned-1
+    python prune.py --model_name_or_path outputs/rsicd-mini/merged --dataset_dir data/rsicd \
+        --output_dir outputs/prune --report_k 0,1,2 --heal_config configs/rsicd_mini_heal.yaml  # the table
 
 Scores every decoder layer by block influence (1 - cos(input, output) over the caption tokens of `num_images`
 images of `split`), removes the `num_layers_to_remove` lowest, and saves a checkpoint whose config lists the removed
@@ -29,7 +29,7 @@ logger = logging.getLogger("prune")
 
 @dataclass
 class PruneArguments:
-    model_name_or_path: str = field(metadata={"help": "A TSN-PaliGemma folder or Hub id (e.g. examples/rsicd-mini)."})
+    model_name_or_path: str = field(metadata={"help": "A TSN-PaliGemma folder or Hub id (e.g. examples/rs-mini)."})
     dataset_dir: str = field(metadata={"help": "RISC folder whose images and captions score the layers."})
     output_dir: str = field(metadata={"help": "Where the pruned checkpoint (or the --report_k sweep) goes."})
     num_layers_to_remove: int = field(default=1, metadata={"help": "Language-model layers to remove (k)."})

@@ -2,7 +2,7 @@
 
     python -m bench.scst_step [--batch_size 4] [--samples 5] [--steps 3] [--max_new_tokens 20]
 
-- `cpu_rsicd_mini`: the shipped captioner (`examples/rsicd-mini`, every weight trains, float32), a batch of bundled
+- `cpu_rs_mini`: the shipped captioner (`examples/rs-mini`, every weight trains, float32), a batch of bundled
   sample images; the SCST step samples `samples` captions per image (temperature 0.5, up to `max_new_tokens`),
   rewards them by CIDEr-D and back-propagates; the cross-entropy step trains on one reference caption per image.
 - `cuda_real_size` (whenever CUDA is there): random weights at PaliGemma-3B-224's size (`bench/cuda_real_size.py`'s
@@ -29,7 +29,7 @@ from metrics import CiderDReward
 from processing import TSNPaliGemmaSCSTCollator, TSNPaliGemmaTrainCollator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO_ROOT / "examples" / "rsicd-mini"
+EXAMPLE = REPO_ROOT / "examples" / "rs-mini"
 
 
 @dataclass
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         "max_new_tokens": args.max_new_tokens,
         "cpu_count": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 2),
-        "cpu_rsicd_mini": compare(model, processor, rows, reward, args, "cpu"),
+        "cpu_rs_mini": compare(model, processor, rows, reward, args, "cpu"),
     }
     del model
     if torch.cuda.is_available():

@@ -182,6 +182,7 @@ class RunArguments:
 
 OBJECTIVES = ("xent", "scst")
 SCST_BASELINES = ("mean", "greedy")
+LOSS_WEIGHTINGS = ("token", "row")
 
 
 @dataclass
@@ -193,6 +194,14 @@ class ObjectiveArguments:
         metadata={
             "help": "xent: label-smoothed cross-entropy on one reference caption; scst: self-critical sequence "
             "training, the CIDEr-D of sampled captions as reward (Rennie et al. 2017)."
+        },
+    )
+    loss_weighting: str = field(
+        default="token",
+        metadata={
+            "help": "xent: token = every labelled token weighs the same (in a mixture the long answers, e.g. "
+            "detection's boxes, then carry most of the gradient); row = every row of a batch weighs the same, so "
+            "a mixture's weights are the tasks' shares of the gradient."
         },
     )
     scst_samples: int = field(default=5, metadata={"help": "scst: captions sampled per image and step (k >= 2)."})

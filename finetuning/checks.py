@@ -206,11 +206,13 @@ def on_cuda(training) -> bool:
 
 def check_objective(args) -> None:
     """SCST's settings: each error names the argument and the fix."""
-    from .arguments import OBJECTIVES, SCST_BASELINES
+    from .arguments import LOSS_WEIGHTINGS, OBJECTIVES, SCST_BASELINES
 
     objective = args.objective
     if objective.train_objective not in OBJECTIVES:
         raise ConfigError(f"train_objective={objective.train_objective!r} is invalid. Fix: use xent or scst.")
+    if objective.loss_weighting not in LOSS_WEIGHTINGS:
+        raise ConfigError(f"loss_weighting={objective.loss_weighting!r} is invalid. Fix: use token or row.")
     if objective.train_objective != "scst":
         return
     if objective.scst_baseline not in SCST_BASELINES:

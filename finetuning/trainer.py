@@ -29,28 +29,48 @@ def caption_positions(labels: torch.Tensor) -> torch.Tensor:
     return keep
 
 
-def causal_lm_loss(outputs, labels: torch.Tensor, num_items_in_batch=None, label_smoothing: float = 0.0):
+def row_balanced_weights(labels: torch.Tensor) -> torch.Tensor:
+    """(B, L-1) float: per shifted label position, a weight that makes every row of the batch count the same.
+
+    A row of n labelled tokens gives each of them (T / R) / n, T the batch's labelled tokens and R its rows with any:
+    the weights still sum to T, so dividing the weighted sum by the token count (or by the trainer's
+    `num_items_in_batch` under gradient accumulation and several processes) gives the mean over rows of each row's
+    mean token loss, and a batch keeps its token share of an accumulated step.
+    """
+    labelled = labels[:, 1:] != -100  # (B, L-1)
+    per_row = labelled.sum(dim=1, keepdim=True)  # (B, 1)
+    rows = (per_row > 0).sum().clamp(min=1)
+    return labelled * (labelled.sum() / rows) / per_row.clamp(min=1)
+
+
+def causal_lm_loss(
+    outputs, labels: torch.Tensor, num_items_in_batch=None, label_smoothing: float = 0.0, weighting: str = "token"
+):
     """Next-token cross entropy with label smoothing, labels SHIFTED by one.
 
     `outputs.logits` is either (B, L, V), every position, or (M, V), only the `caption_positions` of `labels` in
     row-major order (the model's boolean `logits_to_keep`, what training uses). transformers' LabelSmoother shifts
     only for model classes it knows as causal LMs; this custom class is not one, so the Trainer would smooth against
     unshifted labels. Summed and divided by the batch's label count (or by `num_items_in_batch` under gradient
-    accumulation), as the model's own loss is.
+    accumulation), as the model's own loss is; `weighting="row"` weighs each token by `row_balanced_weights` first.
     """
     targets = labels[:, 1:].to(outputs.logits.device)  # (B, L-1): position t predicts token t+1
+    labelled = targets != -100
     if outputs.logits.dim() == 3:
         logits = outputs.logits[:, :-1, :].reshape(-1, outputs.logits.shape[-1])  # (B * (L-1), V)
-        targets = targets.reshape(-1)
+        flat_targets = targets.reshape(-1)
     else:
-        logits, targets = outputs.logits, targets[targets != -100]  # (M, V), (M,)
+        logits, flat_targets = outputs.logits, targets[labelled]  # (M, V), (M,)
     token_losses = F.cross_entropy(
-        logits.float(), targets, ignore_index=-100, label_smoothing=label_smoothing, reduction="none"
+        logits.float(), flat_targets, ignore_index=-100, label_smoothing=label_smoothing, reduction="none"
     )  # (B * (L-1),) or (M,); 0 where ignored
+    if weighting == "row":
+        weights = row_balanced_weights(labels.to(outputs.logits.device))  # (B, L-1)
+        token_losses = token_losses * (weights.reshape(-1) if outputs.logits.dim() == 3 else weights[labelled])
     # Summed in float64: the total then does not depend on how many positions were computed (lean or full) beyond
     # the rounding of each token's loss.
     loss = token_losses.double().sum().to(token_losses.dtype)
-    count = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum()
+    count = num_items_in_batch if num_items_in_batch is not None else labelled.sum()
     return loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
 
 
@@ -112,10 +132,11 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         **kwargs,
     ):
         smoothing = kwargs["args"].label_smoothing_factor
+        weighting = (objective or {}).get("loss_weighting", "token")
         kwargs.setdefault(
             "compute_loss_func",
             lambda outputs, labels, num_items_in_batch=None: causal_lm_loss(
-                outputs, labels, num_items_in_batch, label_smoothing=smoothing
+                outputs, labels, num_items_in_batch, label_smoothing=smoothing, weighting=weighting
             ),
         )
         super().__init__(*args, **kwargs)

@@ -51,6 +51,7 @@ INTEGRATIONS = {
 LANGUAGE_MODELS = {"gemma": "Gemma (PaliGemma 1)", "gemma2": "Gemma 2 (PaliGemma 2)"}
 TRAINING_KEYS = [  # (finetune_config.yaml key, label); only these are shown, never paths
     ("train_objective", "objective"),
+    ("loss_weighting", "loss weighting"),
     ("scst_samples", "SCST: captions sampled per image"),
     ("scst_baseline", "SCST: baseline"),
     ("scst_temperature", "SCST: temperature"),

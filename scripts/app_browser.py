@@ -1,7 +1,7 @@
 """Drive app.py in headless Chromium: start it on a local port, upload images, read the captions, take a screenshot.
 Used by the browser tests and to take the README's screenshot:
 
-    python -m scripts.app_browser --screenshot docs/app.png [--model examples/rsicd-mini] IMAGE...
+    python -m scripts.app_browser --screenshot docs/app.png [--model examples/rs-mini] IMAGE...
 
 Needs Debian's `chromium` and `chromium-driver` (/usr/bin/chromium, /usr/bin/chromedriver) and selenium.
 """
@@ -149,7 +149,7 @@ def caption_in_page(
 class ScreenshotArguments:
     screenshot: str = field(metadata={"help": "The PNG to write."})
     images: list[str] = field(default_factory=list, metadata={"help": "Images to upload."})
-    model: str = field(default=str(REPO_ROOT / "examples" / "rsicd-mini"), metadata={"help": "Model to serve."})
+    model: str = field(default=str(REPO_ROOT / "examples" / "rs-mini"), metadata={"help": "Model to serve."})
     num_beams: int = field(default=3, metadata={"help": "Beams set in the page."})
 
 

@@ -2,7 +2,7 @@
 generation config, processor, and the three model code files copied from the repository (real files, so that a
 copied folder keeps working; tests/test_example_model.py checks they stay identical to the repository's).
 
-    python -m scripts.export_example outputs/rsicd-mini/merged examples/rsicd-mini [--max_megabytes 50]
+    python -m scripts.export_example outputs/rs-mini-scenes/merged examples/rs-mini [--max_megabytes 50]
 
 The folder loads like a Hub repo: `AutoModelForImageTextToText.from_pretrained(FOLDER, trust_remote_code=True)`.
 """
@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @dataclass
 class ExportArguments:
     model_dir: str = field(metadata={"help": "A trained model folder (finetune.py's output_dir/merged)."})
-    output_dir: str = field(metadata={"help": "The example folder to write (e.g. examples/rsicd-mini)."})
+    output_dir: str = field(metadata={"help": "The example folder to write (e.g. examples/rs-mini)."})
     max_megabytes: float = field(default=50.0, metadata={"help": "Fail if the weights file is larger."})
 
 

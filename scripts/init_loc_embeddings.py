@@ -1,10 +1,10 @@
 """A model whose 1,024 `<locNNNN>` token embeddings know their order: each bin's embedding becomes sinusoidal
 features of its position (like a transformer's position encoding), every other weight kept.
 
-    python -m scripts.init_loc_embeddings examples/rsicd-mini outputs/rsicd-mini-loc
+    python -m scripts.init_loc_embeddings outputs/rsicd-mini-more/merged outputs/rsicd-mini-loc
 
 PaliGemma learns its `<loc>` tokens in pretraining. A model that never saw them (one trained on captions only, as
-examples/rsicd-mini is) starts detection with 1,024 unrelated random vectors, and with tied embeddings the output
+the rsicd-mini captioner is) starts detection with 1,024 unrelated random vectors, and with tied embeddings the output
 layer then has no notion that bin 511 lies between 510 and 512: it must learn every bin from the few boxes that
 fall in it. With sin/cos features of the bin index at geometric frequencies (from half a cycle over the side to a
 cycle per 4 bins), nearby bins start with nearby embeddings, and a score over bins (the hidden state times these

@@ -1,7 +1,7 @@
 """A model at another input resolution: the SigLIP position embeddings resized on their 2-D grid, as PaliGemma's own
 224 -> 448 -> 896 px stages do, every other weight kept; the processor resized to match.
 
-    python -m scripts.resize_model_input examples/rsicd-mini outputs/rsicd-mini-256 --image_size 256
+    python -m scripts.resize_model_input examples/rs-mini outputs/rsicd-mini-256 --image_size 256
 
 Small objects need it: at 128 px a 46-pixel box of a 768-pixel image is 8 pixels, half a 16-pixel patch. The
 image token count grows with the square of the side (64 -> 256 tokens at 256 px) and the segment encoder's crops

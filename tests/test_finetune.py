@@ -13,7 +13,7 @@ import finetune
 from dataset_builder import load_risc
 from finetuning.arguments import ConfigError, parse_finetune_args, resolved_config, write_config
 from finetuning.outputs import last_complete_checkpoint
-from finetuning.trainer import build_trainer, causal_lm_loss, score_generated
+from finetuning.trainer import build_trainer, caption_positions, causal_lm_loss, row_balanced_weights, score_generated
 from metrics import caption_metrics, flatten_metrics
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 from processing import TSNPaliGemmaTrainCollator
@@ -218,6 +218,51 @@ def test_loss_without_smoothing_equals_the_model_loss(tiny_model_and_processor, 
     torch.testing.assert_close(smoothed, by_hand, rtol=1e-5, atol=1e-6)
 
 
+def test_row_weighting_is_the_mean_of_each_rows_mean_token_loss_lean_or_full(tiny_model_and_processor, eval_rows):
+    """loss_weighting=row: three captions of different lengths count the same, computed by hand per row; the lean
+    path (logits only where the loss reads) gives the same number."""
+    model, processor = tiny_model_and_processor
+    batch = TSNPaliGemmaTrainCollator(processor, caption_choice="first")(eval_rows)
+    labels = batch["labels"]
+    lengths = (labels[:, 1:] != -100).sum(dim=1)
+    assert len(set(lengths.tolist())) == 3, "rows of different lengths, or both weightings agree"
+    with torch.no_grad():
+        full = model(**batch)
+        lean = model(**{k: v for k, v in batch.items() if k != "labels"}, logits_to_keep=caption_positions(labels))
+        by_row = causal_lm_loss(full, labels, weighting="row")
+        by_row_lean = causal_lm_loss(lean, labels, weighting="row")
+        by_token = causal_lm_loss(full, labels)
+    log_probs = torch.log_softmax(full.logits[:, :-1].float(), dim=-1)
+    row_means = []
+    for row in range(len(eval_rows)):
+        kept = labels[row, 1:] != -100
+        row_means.append(-log_probs[row][kept].gather(1, labels[row, 1:][kept][:, None]).mean())
+    torch.testing.assert_close(by_row, torch.stack(row_means).mean(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(by_row_lean, by_row, rtol=1e-5, atol=1e-6)
+    assert abs(by_row.item() - by_token.item()) > 1e-4
+    # Under gradient accumulation the trainer divides by the accumulated token count: weights keep the batch's sum.
+    assert row_balanced_weights(labels).sum().item() == pytest.approx(lengths.sum().item())
+
+
+def test_loss_weighting_reaches_the_trainers_loss_and_a_bad_value_names_the_fix(
+    tiny_model_and_processor, eval_rows, tmp_path
+):
+    model, processor = tiny_model_and_processor
+    argv = [DEMO, "--model_name_or_path", str(model.name_or_path), "--output_dir", str(tmp_path), "--use_cpu", "true"]
+    with pytest.raises(ConfigError, match=r"^loss_weighting='rows' is invalid. Fix: use token or row.$"):
+        parse_finetune_args([*argv, "--loss_weighting", "rows"])
+    trainer = build_trainer(
+        parse_finetune_args([*argv, "--loss_weighting", "row"]), model, processor, {"train": None, "val": eval_rows}
+    )
+    batch = TSNPaliGemmaTrainCollator(processor, caption_choice="first")(eval_rows)
+    with torch.no_grad():
+        outputs = model(**batch)
+    smoothing = trainer.args.label_smoothing_factor
+    expected = causal_lm_loss(outputs, batch["labels"], label_smoothing=smoothing, weighting="row")
+    assert trainer.compute_loss_func(outputs, batch["labels"]).item() == expected.item()
+    assert trainer.objective == {"train_objective": "xent", "loss_weighting": "row"}
+
+
 def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eval_rows, tmp_path):
     model, processor = tiny_model_and_processor
     args = parse_finetune_args(
@@ -384,7 +429,7 @@ def test_rsicd_mini_heal_recipe_trains_every_weight_briefly(tiny_checkpoint):
 
 
 def test_rsicd_mini_more_recipe_continues_the_captioner_and_keeps_its_best_epoch(tiny_checkpoint, tmp_path):
-    """The second stage of examples/rsicd-mini: the first stage's merged weights, loss and data, a fifth of the
+    """The second stage of the rsicd-mini captioner: the first stage's merged weights, loss and data, a fifth of the
     learning rate, val scored after every epoch (and before the first) and the best epoch kept."""
     path = str(REPO_ROOT / "configs" / "rsicd_mini_more.yaml")
     stage_1 = yaml.safe_load((REPO_ROOT / "configs" / "rsicd_mini.yaml").read_text())["output_dir"]
@@ -402,6 +447,25 @@ def test_rsicd_mini_more_recipe_continues_the_captioner_and_keeps_its_best_epoch
     assert more.training.learning_rate == first.training.learning_rate / 5 and more.training.num_train_epochs == 4
     assert more.training.eval_strategy == "epoch" and more.training.load_best_model_at_end
     assert more.run.evaluate_before_training
+
+
+def test_rs_mini_recipe_chains_from_the_captioner_and_its_second_stage_weighs_every_row_the_same(tmp_path):
+    """examples/rs-mini in two stages: the four-task mixture from the two-stage captioner, then the same mixture,
+    data and decoding with row weighting at a third of the learning rate, BN statistics frozen in both."""
+    configs = REPO_ROOT / "configs"
+    recipes = {name: yaml.safe_load((configs / f"{name}.yaml").read_text()) for name in ("rsicd_mini_more", "rs_mini")}
+    second = yaml.safe_load((configs / "rs_mini_scenes.yaml").read_text())
+    assert recipes["rs_mini"]["model_name_or_path"] == f"{recipes['rsicd_mini_more']['output_dir']}/merged"
+    assert second["model_name_or_path"] == f"{recipes['rs_mini']['output_dir']}/merged"
+    common = ["--output_dir", str(tmp_path), "--model_name_or_path", str(REPO_ROOT / "examples" / "rs-mini")]
+    first = parse_finetune_args([str(configs / "rs_mini.yaml"), *common])
+    scenes = parse_finetune_args([str(configs / "rs_mini_scenes.yaml"), *common])
+    assert [entry["task"] for entry in scenes.data.mixture] == ["caption", "classify", "detect", "count"]
+    assert scenes.data == first.data and scenes.generation == first.generation
+    assert (first.objective.loss_weighting, scenes.objective.loss_weighting) == ("token", "row")
+    assert first.tsn.tsn_batchnorm == scenes.tsn.tsn_batchnorm == "frozen"
+    assert scenes.training.learning_rate == pytest.approx(first.training.learning_rate / 3)
+    assert first.run.evaluate_before_training  # stage 2 is compared with the test predictions of stage 1
 
 
 # ------------------------------------------------------------------------------------------------ re-runs

@@ -304,7 +304,7 @@ def test_a_missing_model_folder_is_one_line_and_no_network(reference, sample_ima
     assert status == 2 and out == ""
     assert err == (
         f"inference.py: error: --model {reference!r}: the folder does not exist. Fix: pass an existing model folder "
-        "(e.g. examples/rsicd-mini; `python -m scripts.make_tiny_checkpoint DIR` builds a random test model) or a Hub "
+        "(e.g. examples/rs-mini; `python -m scripts.make_tiny_checkpoint DIR` builds a random test model) or a Hub "
         "id owner/name.\n"
     )
 

@@ -279,7 +279,7 @@ def test_card_states_only_what_the_run_recorded(tmp_path):
     """A small from-scratch base fine-tuned on a few images: the card names that base, its size and license, the
     training images per source and the processor's image size, marks scores of few images, and claims no Gemma
     weights, no RISC training and no 224 px input."""
-    output_dir = fabricate_card_inputs(tmp_path / "run", base="examples/rsicd-mini")
+    output_dir = fabricate_card_inputs(tmp_path / "run", base="examples/rs-mini")
     processor_path = output_dir / "merged" / "processor_config.json"
     processor = json.loads(processor_path.read_text())
     processor["image_processor"]["size"] = {"height": 128, "width": 128}
@@ -288,7 +288,7 @@ def test_card_states_only_what_the_run_recorded(tmp_path):
         "total_parameters": 19_403_072,
         "trainable_parameters": 1_234_567,
         "base_model": {
-            "name": "rsicd-mini",
+            "name": "rs-mini",
             "local": True,
             "model_type": "tsn_paligemma",
             "license": "apache-2.0",
@@ -300,7 +300,7 @@ def test_card_states_only_what_the_run_recorded(tmp_path):
     text = render_model_card(output_dir, REPO_ID, adapter_only=False, base_model=None)
     data = ModelCard(text).data
     assert data.license == "apache-2.0" and data.base_model is None
-    assert "trained from a local TSN-PaliGemma checkpoint `rsicd-mini` of 19.40 M parameters with QLoRA" in text
+    assert "trained from a local TSN-PaliGemma checkpoint `rs-mini` of 19.40 M parameters with QLoRA" in text
     assert "30 training images (RSICD 25, UCM-Captions 5; five captions each)" in text
     assert "RISC (NWPU-Captions" not in text and "Gemma terms" not in text
     assert "224x224" not in text and "224 px" not in text

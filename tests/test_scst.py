@@ -22,7 +22,7 @@ from finetuning.scst import (
 from metrics import CiderDReward, java_available
 from processing import TSNPaliGemmaSCSTCollator, postprocess_caption
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rsicd-mini"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rs-mini"
 PROMPT = "caption en"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
