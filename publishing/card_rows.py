@@ -278,6 +278,34 @@ def answer_rows(views: list[dict]) -> list[list[str]]:
     return rows
 
 
+TASK_HEADER = ["task", "prompt", "test score", "its baseline"]
+
+
+def task_rows(caption_prompt: str, caption: dict | None, detection: dict | None, answers: list[dict]) -> list[list]:
+    """One row per task of a multi-task model: its prompt, its headline test score and the baseline beside it (the
+    model before this training for captions, when the run scored it; no boxes for detection; the trivial answer for
+    the questions)."""
+    rows = []
+    if caption:
+        before = (caption.get("baseline") or {}).get("overall") or {}
+        cider = caption["results"]["test"]["overall"].get("cider")
+        rows.append(["caption", f"`{caption_prompt}`", f"CIDEr {number(cider)}", _before_text(before.get("cider"))])
+    if detection:
+        test = detection["results"]["test"]["overall"]
+        score = f"AP {number(test.get('ap'))}, AP50 {number(test.get('ap50'))}"
+        rows.append(["detect", f"`{detection_prompt(detection['results']['test'])}`", score, "no boxes: AP 0"])
+    for row in answer_rows(answers):
+        task, prompt, _, accuracy, mae, baseline, its_accuracy, its_mae = row
+        score = f"accuracy {accuracy}" + (f", MAE {mae}" if mae != "-" else "")
+        base = f"{baseline}: accuracy {its_accuracy}" + (f", MAE {its_mae}" if its_mae != "-" else "")
+        rows.append([task, prompt, score, base])
+    return rows
+
+
+def _before_text(cider) -> str:
+    return "-" if cider is None else f"before this training: CIDEr {number(cider)}"
+
+
 def detection_examples(predictions: list[dict]) -> list[tuple[str, ...]]:
     """The first test images: boxes found per class against the references."""
     rows = []

@@ -13,7 +13,7 @@ from huggingface_hub import ModelCard
 
 from configuration_tsn_paligemma import TSNPaliGemmaConfig
 from metrics import caption_metrics, java_available
-from publishing import is_hub_id, looks_like_local_path, render_model_card
+from publishing import card_rows, is_hub_id, looks_like_local_path, render_model_card
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO_ROOT / "dataset_builder" / "sample"
@@ -321,3 +321,39 @@ def test_card_license_follows_the_base(tmp_path):
     text = render_model_card(local, REPO_ID)
     assert ModelCard(text).data.license == "unknown" and "The base model states no license" in text
     assert "Gemma terms" not in text
+
+
+def test_a_multi_task_card_lists_every_task_with_its_prompt_score_and_baseline():
+    caption = {"results": {"test": {"overall": {"cider": 1.39}}}, "baseline": {"overall": {"cider": 1.24}}}
+    detection = {"results": {"test": {"overall": {"ap": 0.0, "ap50": 0.01}, "groups": {"airplane": {}, "ship": {}}}}}
+    scenes = {
+        "kind": "classify",
+        "results": {"test": {"overall": {"images": 510, "accuracy": 0.459, "majority_accuracy": 0.043}}},
+    }
+    counts = {
+        "kind": "count",
+        "results": {
+            "test": {
+                "overall": {
+                    "questions": 60,
+                    "accuracy": 0.467,
+                    "mae": 1.5,
+                    "median_accuracy": 0.417,
+                    "median_mae": 1.5,
+                }
+            }
+        },
+    }
+    rows = card_rows.task_rows("caption en", caption, detection, [scenes, counts])
+    assert rows == [
+        ["caption", "`caption en`", "CIDEr 1.3900", "before this training: CIDEr 1.2400"],
+        ["detect", "`detect airplane ; ship`", "AP 0.0000, AP50 0.0100", "no boxes: AP 0"],
+        ["scene", "`answer en what is the scene?`", "accuracy 0.4590", "majority class: accuracy 0.0430"],
+        [
+            "count",
+            "`answer en how many <classes> are there?`",
+            "accuracy 0.4670, MAE 1.5000",
+            "median count per class: accuracy 0.4170, MAE 1.5000",
+        ],
+    ]
+    assert card_rows.task_rows("caption en", {"results": caption["results"]}, None, [])[0][3] == "-"
