@@ -105,7 +105,7 @@ def _number(value) -> str:
 def objective_settings(objective) -> dict:
     """The training objective and, for SCST, its sampling settings: what the card and eval_results.json state."""
     values = {"train_objective": objective.train_objective}
-    if objective.loss_weighting != "token":  # the default is left unsaid, as in every earlier run's record
+    if objective.loss_weighting != "token":  # the default stays unsaid: records without the key read as token
         values["loss_weighting"] = objective.loss_weighting
     if objective.train_objective == "scst":
         values.update({name: getattr(objective, name) for name in vars(objective) if name.startswith("scst_")})

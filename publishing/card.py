@@ -284,12 +284,13 @@ def _template_values(run: dict, repo_id: str, adapter_only: bool, revision: str,
     counts = _source_counts(run["predictions"])
     results = card_rows.results_rows(caption["results"], baseline, counts) if caption else []
     detect_prompt = card_rows.detection_prompt(detection["results"]["test"]) if detection else None
+    answers = card_rows.answer_rows(run["answers"])
     return {
         "what": card_rows.what_text(bool(caption), bool(detection), [view["kind"] for view in run["answers"]]),
         "answer_header": card_rows.ANSWER_HEADER,
-        "answer_rows": card_rows.answer_rows(run["answers"]),
+        "answer_rows": answers,
         "task_header": card_rows.TASK_HEADER,
-        "task_rows": card_rows.task_rows(run["prompt"], caption, detection, run["answers"]),
+        "task_rows": card_rows.task_rows(run["prompt"], caption, detection, answers),
         "caption_results": bool(caption),
         "detection_header": card_rows.DETECTION_HEADER,
         "detection_rows": card_rows.detection_rows(detection["results"]) if detection else [],

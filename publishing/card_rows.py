@@ -281,10 +281,10 @@ def answer_rows(views: list[dict]) -> list[list[str]]:
 TASK_HEADER = ["task", "prompt", "test score", "its baseline"]
 
 
-def task_rows(caption_prompt: str, caption: dict | None, detection: dict | None, answers: list[dict]) -> list[list]:
+def task_rows(caption_prompt: str, caption: dict | None, detection: dict | None, answers: list[list]) -> list[list]:
     """One row per task of a multi-task model: its prompt, its headline test score and the baseline beside it (the
     model before this training for captions, when the run scored it; no boxes for detection; the trivial answer for
-    the questions)."""
+    the questions, from their `answer_rows`)."""
     rows = []
     if caption:
         before = (caption.get("baseline") or {}).get("overall") or {}
@@ -294,7 +294,7 @@ def task_rows(caption_prompt: str, caption: dict | None, detection: dict | None,
         test = detection["results"]["test"]["overall"]
         score = f"AP {number(test.get('ap'))}, AP50 {number(test.get('ap50'))}"
         rows.append(["detect", f"`{detection_prompt(detection['results']['test'])}`", score, "no boxes: AP 0"])
-    for row in answer_rows(answers):
+    for row in answers:
         task, prompt, _, accuracy, mae, baseline, its_accuracy, its_mae = row
         score = f"accuracy {accuracy}" + (f", MAE {mae}" if mae != "-" else "")
         base = f"{baseline}: accuracy {its_accuracy}" + (f", MAE {its_mae}" if its_mae != "-" else "")

@@ -344,7 +344,7 @@ def test_a_multi_task_card_lists_every_task_with_its_prompt_score_and_baseline()
             }
         },
     }
-    rows = card_rows.task_rows("caption en", caption, detection, [scenes, counts])
+    rows = card_rows.task_rows("caption en", caption, detection, card_rows.answer_rows([scenes, counts]))
     assert rows == [
         ["caption", "`caption en`", "CIDEr 1.3900", "before this training: CIDEr 1.2400"],
         ["detect", "`detect airplane ; ship`", "AP 0.0000, AP50 0.0100", "no boxes: AP 0"],
