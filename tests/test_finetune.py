@@ -449,15 +449,19 @@ def test_rsicd_mini_more_recipe_continues_the_captioner_and_keeps_its_best_epoch
     assert more.run.evaluate_before_training
 
 
-def test_rs_mini_recipe_chains_from_the_captioner_and_its_second_stage_weighs_every_row_the_same(tmp_path):
+def test_rs_mini_recipe_chains_from_the_captioner_and_its_second_stage_weighs_every_row_the_same(
+    tmp_path, shared_data, monkeypatch
+):
     """examples/rs-mini in two stages: the four-task mixture from the two-stage captioner, then the same mixture,
     data and decoding with row weighting at a third of the learning rate, BN statistics frozen in both."""
+    (tmp_path / "data").symlink_to(shared_data)  # the recipes name data/rsicd and data/nwpu-vhr10
+    monkeypatch.chdir(tmp_path)
     configs = REPO_ROOT / "configs"
     recipes = {name: yaml.safe_load((configs / f"{name}.yaml").read_text()) for name in ("rsicd_mini_more", "rs_mini")}
     second = yaml.safe_load((configs / "rs_mini_scenes.yaml").read_text())
     assert recipes["rs_mini"]["model_name_or_path"] == f"{recipes['rsicd_mini_more']['output_dir']}/merged"
     assert second["model_name_or_path"] == f"{recipes['rs_mini']['output_dir']}/merged"
-    common = ["--output_dir", str(tmp_path), "--model_name_or_path", str(REPO_ROOT / "examples" / "rs-mini")]
+    common = ["--output_dir", str(tmp_path / "out"), "--model_name_or_path", str(REPO_ROOT / "examples" / "rs-mini")]
     first = parse_finetune_args([str(configs / "rs_mini.yaml"), *common])
     scenes = parse_finetune_args([str(configs / "rs_mini_scenes.yaml"), *common])
     assert [entry["task"] for entry in scenes.data.mixture] == ["caption", "classify", "detect", "count"]
