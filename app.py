@@ -23,9 +23,9 @@ from captioning import (
     ModelNotFoundError,
     check_model_location,
     decoding_settings,
-    generate_texts,
     load_image,
     load_model,
+    task_texts,
 )
 from processing import DEFAULT_PROMPT
 from tasks import task_for_prompt
@@ -84,8 +84,8 @@ def build_demo(model_name: str, compare_name: str | None = None) -> gr.Blocks:
             return (*[[] for _ in models], "", f"- Classes: {error}")
         galleries, lines = [], []
         for name, (model, processor) in models.items():
-            texts = generate_texts(
-                model, processor, images, task.prompt, num_beams=int(num_beams), max_new_tokens=int(max_new_tokens)
+            texts = task_texts(
+                model, processor, images, task, num_beams=int(num_beams), max_new_tokens=int(max_new_tokens)
             )
             results = [task.read(text, *image.size) for text, image in zip(texts, images)]
             galleries.append([task.draw(result, image) for result, image in zip(results, images)])

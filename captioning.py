@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from processing import DEFAULT_PROMPT, IMAGE_TOKEN, postprocess_caption
+from tasks.likelihood import likeliest_answers
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 # What PIL raises for files it cannot decode: UnidentifiedImageError and truncated data are OSErrors, odd headers
@@ -144,6 +145,35 @@ def generate_texts(
         new_tokens = sequences[:, inputs["input_ids"].shape[1] :]
         texts += [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
     return texts
+
+
+def choose_answers(
+    model, processor, images: Sequence[Image.Image], prompt: str, answers: Sequence[str], batch_size: int = 8
+) -> list[str]:
+    """For each RGB PIL image, the likeliest of the closed set `answers` after `"<image>" + prompt` (e.g. the scene
+    among the classes the model was trained on; `tasks.likelihood`): always one of them, never free text."""
+    chosen: list[str] = []
+    for start in range(0, len(images), batch_size):
+        inputs = generation_inputs(model, processor, images[start : start + batch_size], prompt)
+        with torch.inference_mode():
+            chosen += [answers[index] for index in likeliest_answers(model, processor.tokenizer, inputs, answers)]
+    return chosen
+
+
+def task_texts(
+    model,
+    processor,
+    images: Sequence[Image.Image],
+    task,
+    batch_size: int = 8,
+    num_beams: int | None = None,
+    max_new_tokens: int | None = None,
+) -> list[str]:
+    """The raw answer per RGB PIL image for a `tasks` task, for its `read`: the likeliest of its closed set of
+    answers when it has one (`choose_answers`: the scene classes a model recorded), else generated."""
+    if getattr(task, "answers", None):
+        return choose_answers(model, processor, images, task.prompt, task.answers, batch_size)
+    return generate_texts(model, processor, images, task.prompt, batch_size, num_beams, max_new_tokens)
 
 
 def caption_images(model, processor, images: Sequence[Image.Image], prompt: str = DEFAULT_PROMPT, *args, **kwargs):

@@ -13,7 +13,10 @@ optionally a picture grid.
 defaults for other models); `--prompt` overrides it and then picks the task itself (`tasks.task_for_prompt`).
 Detection writes, per image, `{"file", "caption": the raw generated text, "boxes": [{"label", "box": [x1, y1, x2,
 y2]}]}` in the original image's pixels (text and CSV: one line per box); it decodes greedily with room for the
-model's recorded number of tokens (256 without a record) unless told otherwise. Counting adds `"count"`.
+model's recorded number of tokens (256 without a record) unless told otherwise. Counting adds `"count"`. Scene
+classification with the classes the model recorded ranks them instead of generating: every class is scored as the
+answer (its mean log-probability per token, `tasks.likelihood`) and the likeliest is written, so the answer is always
+one of them, as `finetune.py` scored it.
 
 Decoding defaults to the model's own `generation_config` (for a finetune.py model: the beams and length its
 reported scores were measured with); `--num_beams` / `--max_new_tokens` override it.
@@ -45,10 +48,10 @@ from captioning import (
     IMAGE_ERRORS,
     ModelNotFoundError,
     collect_inputs,
-    generate_texts,
     load_image,
     load_model,
     render_grid,
+    task_texts,
 )
 from command_line import parse_command_line
 from processing import DEFAULT_PROMPT
@@ -161,7 +164,7 @@ def caption_files(
             except IMAGE_ERRORS as error:
                 errors.write(f"unreadable image {path}: {type(error).__name__}: {error}\n")
         if images:
-            texts = generate_texts(model, processor, images, task.prompt, args.batch_size, num_beams, max_new_tokens)
+            texts = task_texts(model, processor, images, task, args.batch_size, num_beams, max_new_tokens)
             for path, text, image in zip(readable, texts, images):
                 yield path, task.read(text, *image.size), image
 

@@ -18,10 +18,10 @@ One step, for a batch of B images (`TSNPaliGemmaSCSTCollator`: the prompt alone,
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from processing import decode_captions
+from tasks.likelihood import sequence_log_probs
 
 from .model_setup import unwrapped_model
 
@@ -122,34 +122,6 @@ def sample_captions(generator, inputs: dict, features: torch.Tensor, settings, g
     finally:
         generator.train(was_training)
     return sequences[:, inputs["input_ids"].shape[1] :]
-
-
-def sequence_log_probs(
-    model, inputs: dict, features: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, temperature: float = 1.0
-):
-    """(N,) summed log-probability of each sample's first `lengths` tokens after the prompt, the image features
-    (N, T_img, D) given: the LM head runs only on the positions that predict a sampled token. `temperature` divides
-    the logits as sampling did, so the trained policy is the one that sampled (top-k truncation is not modelled)."""
-    prompt_ids = inputs["input_ids"].repeat_interleave(tokens.shape[0] // inputs["input_ids"].shape[0], dim=0)
-    prompt_length, samples = prompt_ids.shape[1], tokens.shape[0]
-    scored = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]  # (N, T)
-    input_ids = torch.cat([prompt_ids, tokens], dim=1)  # (N, P + T)
-    attention_mask = torch.cat([torch.ones_like(prompt_ids), scored.long()], dim=1)
-    token_type_ids = torch.cat([torch.zeros_like(prompt_ids), torch.ones_like(tokens)], dim=1)  # prefix | suffix
-    keep = torch.zeros_like(input_ids, dtype=torch.bool)  # position t predicts token t+1
-    keep[:, prompt_length - 1 : -1] = scored
-    outputs = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        token_type_ids=token_type_ids,
-        mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=features)},
-        logits_to_keep=keep,
-    )
-    token_log_probs = F.log_softmax(outputs.logits.float() / temperature, dim=-1).gather(1, tokens[scored][:, None])[
-        :, 0
-    ]  # (M,)
-    rows = torch.arange(samples, device=tokens.device)[:, None].expand_as(scored)[scored]  # (M,) sample of each
-    return torch.zeros(samples, device=token_log_probs.device).index_add(0, rows, token_log_probs)
 
 
 def scst_loss(model, inputs: dict, reward, processor, prompt: str, settings, stats: SCSTStats | None = None):

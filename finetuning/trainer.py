@@ -14,7 +14,9 @@ from transformers import GenerationConfig, Seq2SeqTrainer
 from transformers.trainer_utils import EvalLoopOutput
 
 from metrics import flatten_metrics
+from tasks.likelihood import answer_tokens, likeliest_answers
 
+from .model_setup import unwrapped_model
 from .scst import SCSTStats, scst_loss
 
 logger = logging.getLogger(__name__)
@@ -200,10 +202,18 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
             loss = self.compute_loss(model, inputs).detach() if "labels" in inputs else None
         if prediction_loss_only or not self.args.predict_with_generate or not generation_inputs:
             return loss, None, None
+        generator = self.accelerator.unwrap_model(self.model)
+        answers = getattr(self.eval_task, "answers", None)
+        if answers:  # a closed set (scene classes): the likeliest answer, as inference.py answers
+            tokens, _ = answer_tokens(self.processing_class.tokenizer, answers)
+            prompts = {**generation_inputs, "pixel_values": inputs["pixel_values"]}
+            chosen = likeliest_answers(
+                generator, self.processing_class.tokenizer, prompts, answers, unwrapped_model(generator)
+            )
+            return loss, {"tokens": tokens[chosen].to(row_index.device), "row_index": row_index}, None
         config = self.generation_config_for(gen_kwargs or getattr(self, "_gen_kwargs", {}))
         config.update(**getattr(self.eval_task, "generation", {}))  # e.g. detection: greedy, room for every box
         prompt_length = generation_inputs["input_ids"].shape[1]
-        generator = self.accelerator.unwrap_model(self.model)
         with torch.no_grad():
             # Prompt only: the reference caption is never part of the generation input.
             sequences = generator.generate(

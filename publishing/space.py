@@ -19,6 +19,7 @@ SPACE_CODE_FILES = (
     "tasks/classify.py",
     "tasks/count.py",
     "tasks/detect.py",
+    "tasks/likelihood.py",
     "tasks/loc_codec.py",
     "tasks/recorded.py",
 )

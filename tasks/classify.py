@@ -46,7 +46,8 @@ def normalize_answer(text: str) -> str:
 
 class ClassifyTask:
     """Closed-set scene classification over `classes`; `majority` is the training split's most frequent class, the
-    baseline that always answers it."""
+    baseline that always answers it. With `classes` known, evaluation and inference answer by ranking them
+    (`tasks.likelihood.likeliest_answers`), so every answer is a class; without, by generating (`generation`)."""
 
     name = NAME
     row_columns = ROW_COLUMNS
@@ -57,6 +58,11 @@ class ClassifyTask:
         self.classes = list(classes)
         self.majority = majority
         self.prompt = prompt
+
+    @property
+    def answers(self) -> list[str]:
+        """The closed set answers are ranked among (empty: generate freely)."""
+        return self.classes
 
     def prefix(self, row) -> str:
         return self.prompt

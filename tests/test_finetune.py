@@ -449,11 +449,12 @@ def test_rsicd_mini_more_recipe_continues_the_captioner_and_keeps_its_best_epoch
     assert more.run.evaluate_before_training
 
 
-def test_rs_mini_recipe_chains_from_the_captioner_and_its_second_stage_weighs_every_row_the_same(
+def test_rs_mini_recipe_chains_from_the_captioner_and_its_later_stages_weigh_every_row_the_same(
     tmp_path, shared_data, monkeypatch
 ):
-    """examples/rs-mini in two stages: the four-task mixture from the two-stage captioner, then the same mixture,
-    data and decoding with row weighting at a third of the learning rate, BN statistics frozen in both."""
+    """examples/rs-mini in three stages: the four-task mixture from the two-stage captioner; the same mixture, data
+    and decoding with row weighting at a third of the learning rate; then more scene rows, the best val scene
+    accuracy kept. BN statistics frozen in all three."""
     (tmp_path / "data").symlink_to(shared_data)  # the recipes name data/rsicd and data/nwpu-vhr10
     monkeypatch.chdir(tmp_path)
     configs = REPO_ROOT / "configs"
@@ -470,6 +471,15 @@ def test_rs_mini_recipe_chains_from_the_captioner_and_its_second_stage_weighs_ev
     assert first.tsn.tsn_batchnorm == scenes.tsn.tsn_batchnorm == "frozen"
     assert scenes.training.learning_rate == pytest.approx(first.training.learning_rate / 3)
     assert first.run.evaluate_before_training  # stage 2 is compared with the test predictions of stage 1
+    third_recipe = yaml.safe_load((configs / "rs_mini_scenes_more.yaml").read_text())
+    assert third_recipe["model_name_or_path"] == f"{second['output_dir']}/merged"
+    third = parse_finetune_args([str(configs / "rs_mini_scenes_more.yaml"), *common])
+    weights = {entry["name"]: entry["weight"] for entry in third.data.mixture}
+    assert weights == {"rsicd": 3, "scenes": 12, "nwpu": 1, "counts": 1}
+    assert [entry["dataset_dir"] for entry in third.data.mixture] == [e["dataset_dir"] for e in scenes.data.mixture]
+    assert third.generation == first.generation and third.objective.loss_weighting == "row"
+    assert third.tsn.tsn_batchnorm == "frozen"
+    assert third.training.metric_for_best_model == "scenes_accuracy" and third.training.load_best_model_at_end
 
 
 # ------------------------------------------------------------------------------------------------ re-runs

@@ -17,10 +17,10 @@ from finetuning.scst import (
     mean_of_others_baseline,
     sample_captions,
     scst_loss,
-    sequence_log_probs,
 )
 from metrics import CiderDReward, java_available
 from processing import TSNPaliGemmaSCSTCollator, postprocess_caption
+from tasks.likelihood import sequence_log_probs
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rs-mini"
 PROMPT = "caption en"

@@ -272,6 +272,11 @@ def test_scene_and_count_training_runs_score_each_task(tmp_path, tiny_checkpoint
     test_scenes = [row for row in _sample_rows() if row["split"] == "test" and scene_of(row["image"])]
     assert results["classify"]["overall"]["images"] == len(test_scenes) == 5
     assert results["count"]["overall"]["questions"] == 10
+    # The random model's scene answers are still classes: evaluation ranks the known ones, it does not generate.
+    train_scenes = {scene_of(row["image"]) for row in _sample_rows() if row["split"] == "train"} - {None}
+    scene_records = [json.loads(line) for line in open(run / "predictions_classify.jsonl")]
+    assert {record["prediction"] for record in scene_records} <= train_scenes
+    assert results["classify"]["overall"]["outside_classes"] == 0
     records = [json.loads(line) for line in open(run / "predictions_count.jsonl")]
     assert results["count"]["overall"]["accuracy"] == sum(r["count"] == r["reference"] for r in records) / 10
     for name in ("samples_classify.png", "samples_count.png", "confusion_classify.png"):
@@ -294,7 +299,9 @@ def test_scene_and_count_training_runs_score_each_task(tmp_path, tiny_checkpoint
     assert text.startswith("---") and "An aerial-image scene classifier and object counter" in text
 
 
-def test_the_model_records_its_tasks_and_inference_uses_them(tmp_path, tiny_checkpoint, sample_image_paths, capsys):
+def test_the_model_records_its_tasks_and_inference_uses_them(
+    tmp_path, tiny_checkpoint, sample_image_paths, capsys, monkeypatch
+):
     import inference
     from tasks.recorded import task_from_record
 
@@ -335,20 +342,26 @@ def test_the_model_records_its_tasks_and_inference_uses_them(tmp_path, tiny_chec
 
     image = str(sample_image_paths[0])
     prompts = []
-    original = inference.generate_texts
 
-    def recording(model, processor, images, prompt, *args, **kwargs):
-        prompts.append(prompt)
-        return original(model, processor, images, prompt, *args, **kwargs)
+    def recording(original):
+        def record(model, processor, images, prompt, *args, **kwargs):
+            prompts.append((original.__name__, prompt))
+            return original(model, processor, images, prompt, *args, **kwargs)
 
-    inference.generate_texts = recording
-    try:
-        for extra in (["--task", "classify"], ["--task", "count", "--classes", "ship"], ["--task", "detect"]):
-            assert inference.main([image, "--model", str(merged), "--format", "jsonl", *extra]) == 0
-    finally:
-        inference.generate_texts = original
-    assert prompts == ["answer en what is the scene?", "answer en how many ships are there?", "detect ship ; car"]
+        return record
+
+    import captioning
+
+    monkeypatch.setattr(captioning, "generate_texts", recording(captioning.generate_texts))
+    monkeypatch.setattr(captioning, "choose_answers", recording(captioning.choose_answers))
+    for extra in (["--task", "classify"], ["--task", "count", "--classes", "ship"], ["--task", "detect"]):
+        assert inference.main([image, "--model", str(merged), "--format", "jsonl", *extra]) == 0
+    assert prompts == [
+        ("choose_answers", "answer en what is the scene?"),  # ranked among the recorded classes
+        ("generate_texts", "answer en how many ships are there?"),
+        ("generate_texts", "detect ship ; car"),
+    ]
     out = capsys.readouterr().out.splitlines()
     lines = [json.loads(line) for line in out if line.startswith('{"file"')]  # the training logs stdout too
-    assert len(lines) == 3
+    assert len(lines) == 3 and lines[0]["caption"] in scenes
     assert set(lines[1]) == {"file", "caption", "count"} and "boxes" in lines[2]
