@@ -247,6 +247,19 @@ def rows_of(split: datasets.Dataset, name: str, tasks: list[str] | None = None) 
     return split.select([index for index, task in enumerate(tasks) if task == name])
 
 
+def distinct_rows(rows: datasets.Dataset, columns: tuple[str, ...]) -> datasets.Dataset:
+    """`rows` with each value of `columns` kept once, at its first row. A mixture's training split repeats the rows
+    of its smaller datasets (interleave_datasets, all_exhausted) as often as the weights ask; a baseline is a
+    statistic of the training data, which that repetition must not change."""
+    keys = zip(*(rows.select_columns([column])[column] for column in columns))
+    seen, keep = set(), []
+    for index, key in enumerate(keys):
+        if key not in seen:
+            seen.add(key)
+            keep.append(index)
+    return rows if len(keep) == len(rows) else rows.select(keep)
+
+
 def build_tasks(data_args, splits, processor, sbert_model: str | None = None) -> dict:
     """name -> task object of a task-tagged run ({} for captions alone: the collators' own caption task)."""
     from tasks import CaptionTask, ClassifyTask, CountTask, DetectTask
@@ -263,11 +276,13 @@ def build_tasks(data_args, splits, processor, sbert_model: str | None = None) ->
             tasks[entry.name] = CaptionTask(data_args.prompt, choice, sbert_model=sbert_model)
             continue
         if entry.task == "classify":
-            labels = rows_of(splits["train"], entry.name).select_columns(["label"])["label"]
+            rows = distinct_rows(rows_of(splits["train"], entry.name), ("filename",))
+            labels = rows.select_columns(["label"])["label"]
             tasks[entry.name] = ClassifyTask(sorted(set(labels)), majority=majority_class(labels))
             continue
         if entry.task == "count":
-            rows = rows_of(splits["train"], entry.name).select_columns(["label", "objects"])
+            rows = distinct_rows(rows_of(splits["train"], entry.name), ("filename", "label"))
+            rows = rows.select_columns(["label", "objects"])
             classes = detection_classes(splits["train"])
             tasks[entry.name] = CountTask(classes, medians=median_counts(rows, classes))
             continue

@@ -213,6 +213,22 @@ def _coco_folder(root: Path, count: int) -> Path:
     return root
 
 
+def test_baselines_count_each_training_row_once_however_often_a_mixture_repeats_it():
+    import datasets
+
+    from finetuning.data import distinct_rows
+
+    # Image a (a port) repeated three times by a mixture's oversampling; b and c are beaches.
+    rows = datasets.Dataset.from_dict(
+        {"filename": ["a", "b", "a", "c", "a"], "label": ["port", "beach", "port", "beach", "port"]}
+    )
+    assert majority_class(rows["label"]) == "port"  # what the repetition would make the baseline answer
+    unique = distinct_rows(rows, ("filename",))
+    assert unique["filename"] == ["a", "b", "c"] and majority_class(unique["label"]) == "beach"
+    questions = datasets.Dataset.from_dict({"filename": ["a", "a", "a"], "label": ["ship", "car", "ship"]})
+    assert distinct_rows(questions, ("filename", "label"))["label"] == ["ship", "car"]
+
+
 def test_count_and_scene_rows_through_the_collators(tmp_path, tiny_checkpoint):
     boxes = _coco_folder(tmp_path / "coco", 6)
     mixture = [
@@ -228,6 +244,8 @@ def test_count_and_scene_rows_through_the_collators(tmp_path, tiny_checkpoint):
     processor = AutoProcessor.from_pretrained(tiny_checkpoint("direct"))
     built = build_tasks(args.data, splits, processor)
     assert built["count"].medians == {"car": 1, "ship": 1}  # cars: 1, 2, 1, 2 -> lower median 1
+    train_scenes = [scene_of(row["image"]) for row in _sample_rows() if row["split"] == "train"]
+    assert built["scene"].majority == majority_class([scene for scene in train_scenes if scene])
     rows = [parts["count"][2], parts["scene"][0]]  # image 1's car question, a scene
     assert rows[0]["label"] == "car"
     batch = TSNPaliGemmaTrainCollator(processor, tasks=built)(rows)
