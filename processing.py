@@ -128,6 +128,16 @@ class TSNPaliGemmaEvalCollator(TSNPaliGemmaTrainCollator):
 
     caption_choice: str = "first"
 
+    def task_of(self, row: dict):
+        """The row's task, a caption task always with caption 1: a mixture's caption task draws a random caption
+        for training, which would make the evaluation loss change from one evaluation to the next."""
+        task = super().task_of(row)
+        if getattr(task, "caption_choice", "first") == "first":
+            return task
+        first = copy.copy(task)
+        first.caption_choice = "first"
+        return first
+
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         batch = super().__call__(rows)
         # The prompt is exactly the prefix (token type 0) of the training sequence: reuse those ids, left-padded.

@@ -108,3 +108,19 @@ def test_decode_and_postprocess(processor):
         [torch.full((1, 7), processor.image_token_id), ids, torch.tensor([[processor.tokenizer.eos_token_id]])], dim=1
     )
     assert decode_captions(processor, sequences, prompt_length=7) == ["many green trees"]
+
+
+def test_eval_collator_scores_caption_one_also_for_a_mixtures_random_caption_task(processor, sample_images):
+    """A mixture's caption task draws a caption at random for training; its evaluation loss is on caption 1, the
+    same at every evaluation."""
+    from tasks import CaptionTask
+
+    tasks = {"rsicd": CaptionTask("caption en", caption_choice="random")}
+    row = {**rows(sample_images)[0], "task": "rsicd"}
+    seen = set()
+    for seed in range(8):
+        random.seed(seed)
+        labels = TSNPaliGemmaEvalCollator(processor, tasks=tasks)([row])["labels"][0]
+        seen.add(processor.tokenizer.decode(labels[labels != -100], skip_special_tokens=True))
+    assert seen == {CAPTIONS[0][0]}
+    assert tasks["rsicd"].caption_choice == "random"  # training still draws
