@@ -133,6 +133,8 @@ def write_run_config(args, plan, summary: dict, model_config) -> None:
     )
     total, trainable = summary["total_parameters"], summary["trainable_parameters"]
     header = f"train_strategy {plan.strategy}: {trainable:,} of {total:,} parameters train"
+    if not training.do_train:  # the training settings below are inert: this run only evaluated the model
+        header = f"do_train false: evaluation only, none of the {total:,} parameters trained"
     write_config(values, output_dir / "finetune_config.yaml", header=header)
 
 

@@ -520,6 +520,24 @@ def test_rerun_with_the_same_training_settings_may_resume(demo, tmp_path):
         parse_finetune_args([*previous_run(demo, tmp_path / "early", checkpoint=False), "--seed", "1"])
 
 
+def test_an_evaluation_only_run_says_in_its_config_that_nothing_trained(demo, tmp_path, tiny_checkpoint):
+    from transformers import AutoConfig
+
+    from finetuning.model_setup import TrainingPlan
+    from finetuning.outputs import write_run_config
+
+    config = AutoConfig.from_pretrained(tiny_checkpoint(), trust_remote_code=True)
+    summary = {"total_parameters": 1000, "trainable_parameters": 1000}
+    for extra, header in (
+        ([], "# train_strategy full: 1,000 of 1,000 parameters train"),
+        (["--do_train", "false"], "# do_train false: evaluation only, none of the 1,000 parameters trained"),
+    ):
+        args = parse_finetune_args([*demo, "--output_dir", str(tmp_path / str(len(extra))), *extra])
+        write_run_config(args, TrainingPlan("none", "full"), summary, config)
+        written = (tmp_path / str(len(extra)) / "finetune_config.yaml").read_text()
+        assert written.splitlines()[0] == header
+
+
 def test_checkpoints_without_recorded_settings_are_not_resumed_blindly(demo, tmp_path):
     argv = previous_run(demo, tmp_path / "run")
     (tmp_path / "run" / "training_settings.json").unlink()
