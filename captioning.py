@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from processing import DEFAULT_PROMPT, IMAGE_TOKEN, postprocess_caption
-from tasks.likelihood import likeliest_answers
+from tasks.likelihood import answer_tokens, likeliest_answers
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 # What PIL raises for files it cannot decode: UnidentifiedImageError and truncated data are OSErrors, odd headers
@@ -152,11 +152,12 @@ def choose_answers(
 ) -> list[str]:
     """For each RGB PIL image, the likeliest of the closed set `answers` after `"<image>" + prompt` (e.g. the scene
     among the classes the model was trained on; `tasks.likelihood`): always one of them, never free text."""
+    tokens, lengths = answer_tokens(processor.tokenizer, answers)  # once: every batch ranks the same answers
     chosen: list[str] = []
     for start in range(0, len(images), batch_size):
         inputs = generation_inputs(model, processor, images[start : start + batch_size], prompt)
         with torch.inference_mode():
-            chosen += [answers[index] for index in likeliest_answers(model, processor.tokenizer, inputs, answers)]
+            chosen += [answers[index] for index in likeliest_answers(model, inputs, tokens, lengths)]
     return chosen
 
 

@@ -205,11 +205,9 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         generator = self.accelerator.unwrap_model(self.model)
         answers = getattr(self.eval_task, "answers", None)
         if answers:  # a closed set (scene classes): the likeliest answer, as inference.py answers
-            tokens, _ = answer_tokens(self.processing_class.tokenizer, answers)
+            tokens, lengths = answer_tokens(self.processing_class.tokenizer, answers)
             prompts = {**generation_inputs, "pixel_values": inputs["pixel_values"]}
-            chosen = likeliest_answers(
-                generator, self.processing_class.tokenizer, prompts, answers, unwrapped_model(generator)
-            )
+            chosen = likeliest_answers(generator, prompts, tokens, lengths, unwrapped_model(generator))
             return loss, {"tokens": tokens[chosen].to(row_index.device), "row_index": row_index}, None
         config = self.generation_config_for(gen_kwargs or getattr(self, "_gen_kwargs", {}))
         config.update(**getattr(self.eval_task, "generation", {}))  # e.g. detection: greedy, room for every box

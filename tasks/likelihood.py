@@ -72,8 +72,8 @@ def answer_scores(model, inputs: dict, tokens: torch.Tensor, lengths: torch.Tens
     return log_probs.view(images, answers) / lengths
 
 
-def likeliest_answers(model, tokenizer, inputs: dict, answers, encoder=None) -> list[int]:
-    """For each of the B prompts of `inputs`, the index in `answers` of the likeliest one (`answer_scores`)."""
-    tokens, lengths = answer_tokens(tokenizer, answers)
+def likeliest_answers(model, inputs: dict, tokens: torch.Tensor, lengths: torch.Tensor, encoder=None) -> list[int]:
+    """For each of the B prompts of `inputs`, the index of the likeliest of the answers `answer_tokens` gave
+    (`answer_scores`)."""
     with torch.no_grad():
         return answer_scores(model, inputs, tokens, lengths, encoder).argmax(dim=1).tolist()
