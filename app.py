@@ -1,14 +1,15 @@
-"""The captioner in a web page (Gradio Blocks): locally, and as a Hugging Face Space.
+"""The model in a web page (Gradio Blocks): locally, and as a Hugging Face Space.
 
     python app.py [--model examples/rs-mini] [--compare_model MODEL] [--port 7860] [--host 127.0.0.1]
 
-Drop or pick one or more aerial images (the bundled sample is offered as examples), choose the task (caption,
-classify the scene, count one class, or detect a list of classes; each with the prompt the model recorded), set the
-caption prompt, beams and length, and read the answer under each image or see its boxes drawn on it.
-`--compare_model` adds a second model beside the first (before/after fine-tuning, `enhanced` vs `direct`). Any
-model folder or Hub id works; the default is the model named in
-`app_config.json` (what a Space export writes), else `examples/rs-mini`. Files that are not readable images,
-truncated or too large are named in the page; the others are still captioned.
+Drop or pick one or more aerial images (the bundled sample is offered as examples), choose the task (every task of
+`tasks/`: caption, name the scene, count one class, detect a list of classes, ...), optionally a prompt of your own,
+and read the answer under each image or see its boxes drawn on it. The page runs the same inference core as
+inference.py: each task is asked as the model recorded it and decoded as it recorded it (detection: greedy, room
+for every box), unless beams or length are set above 0. `--compare_model` adds a second model beside the first
+(before/after fine-tuning, `enhanced` vs `direct`). Any model folder or Hub id works; the default is the model named
+in `app_config.json` (what a Space export writes), else `examples/rs-mini`. Files that are not readable images,
+truncated or too large are named in the page; the others are still answered.
 """
 
 import argparse
@@ -17,26 +18,17 @@ import os
 from pathlib import Path
 
 import gradio as gr
-from PIL import Image
 
-from captioning import (
-    ModelNotFoundError,
-    check_model_location,
-    decoding_settings,
-    load_image,
-    load_model,
-    task_texts,
-)
-from processing import DEFAULT_PROMPT
-from tasks import task_for_prompt
-from tasks.recorded import CONFIG_KEY, TASK_KINDS, task_from_record
+from images import IMAGE_ERRORS, load_image
+from inference_core import ModelNotFoundError, check_model_location, choose_task, load_model, run_task, text_lines
+from tasks import DEFAULT_TASK, task_names
 
 APP_DIR = Path(__file__).resolve().parent
 SAMPLE_DIR = APP_DIR / "dataset_builder" / "sample" / "resized"
 DEFAULT_MODEL = "examples/rs-mini"
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # uploads above this are refused with a message, not decoded
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # a larger image is refused before it is decoded (decompression bombs)
-CAPTIONS_ID = "captions"
+RESULTS_ID = "captions"
 
 
 def default_model() -> str:
@@ -57,85 +49,74 @@ def read_images(paths: list[str]) -> tuple[list, list[str], list[str]]:
             problems.append(f"{name}: {size / 1e6:.1f} MB is over the {MAX_IMAGE_BYTES / 1e6:.0f} MB limit.")
             continue
         try:
-            image = load_image(path, max_pixels=MAX_IMAGE_PIXELS)
-        except (OSError, ValueError, Image.DecompressionBombError) as error:  # not an image, truncated, too large
+            images.append(load_image(path, max_pixels=MAX_IMAGE_PIXELS))
+        except IMAGE_ERRORS as error:  # not an image, truncated, too large
             problems.append(f"{name}: not a readable image ({error}).")
             continue
-        images.append(image)
         names.append(name)
     return images, names, problems
 
 
-def build_demo(model_name: str, compare_name: str | None = None) -> gr.Blocks:
-    models = {model_name: load_model(model_name)}
-    if compare_name:
-        models[compare_name] = load_model(compare_name)
-    # The sliders start at the first model's own decoding (its generation_config): the settings of its scores.
-    decoding = decoding_settings(models[model_name][0])
-    recorded = getattr(models[model_name][0].config, CONFIG_KEY, None)  # the first model's task prompts
-
-    def caption(paths, task_name, classes, prompt, num_beams, max_new_tokens):
-        images, names, problems = read_images(paths)
+def answer(models: dict, paths, task_name: str, classes: str, prompt: str, num_beams: float, max_new_tokens: float):
+    """(one gallery per model, the results as text lines, a message): every image through the inference core. A
+    beams or length of 0 decodes as the model recorded the task."""
+    images, names, problems = read_images(paths)
+    decoding = {"num_beams": int(num_beams) or None, "max_new_tokens": int(max_new_tokens) or None}
+    galleries, lines = [], []
+    for model_name, (model, processor) in models.items():
         try:
-            task = (
-                task_for_prompt(prompt) if task_name == "caption" else task_from_record(task_name, recorded, classes)
-            )
+            task = choose_task(model.config, task_name, classes, prompt=prompt.strip() or None)
         except ValueError as error:  # no or bad class names
-            return (*[[] for _ in models], "", f"- Classes: {error}")
-        galleries, lines = [], []
-        for name, (model, processor) in models.items():
-            texts = task_texts(
-                model, processor, images, task, num_beams=int(num_beams), max_new_tokens=int(max_new_tokens)
-            )
-            results = [task.read(text, *image.size) for text, image in zip(texts, images)]
-            galleries.append([task.draw(result, image) for result, image in zip(results, images)])
-            column = "" if len(models) == 1 else f"\t{Path(name).name}"
-            for image_name, result in zip(names, results):
-                if "boxes" not in result:
-                    lines.append(f"{image_name}{column}\t{result['caption']}")
-                    continue
-                boxes = [f"\t{item['label']}\t{','.join(map(str, item['box']))}" for item in result["boxes"]]
-                lines += [f"{image_name}{column}{box}" for box in boxes or ["\t-"]]
-        message = "\n".join(f"- {problem}" for problem in problems)
-        if not paths:
-            message = "Add one or more images first."
-        return (*galleries, "\n".join(lines), message)
+            return (*[[] for _ in models], "", f"- Task: {error}")
+        results = run_task(model, processor, images, task, **decoding)
+        galleries.append([task.draw(result, image) for result, image in zip(results, images)])
+        column = [] if len(models) == 1 else [Path(model_name).name]
+        for image_name, result in zip(names, results):
+            lines += text_lines("\t".join([image_name, *column]), task, result)
+    message = "\n".join(f"- {problem}" for problem in problems)
+    return (*galleries, "\n".join(lines), message if paths else "Add one or more images first.")
 
-    with gr.Blocks(title="TSN-PaliGemma aerial-image captioner", analytics_enabled=False) as demo:
-        gr.Markdown("# TSN-PaliGemma: aerial-image captions\nDrop one or more aerial images, then press **Caption**.")
+
+def _settings_column():
+    """The inputs: images, task, classes, an own prompt, decoding (0: as recorded), and the button."""
+    files = gr.File(file_count="multiple", file_types=["image"], type="filepath", label="Images", elem_id="images")
+    task = gr.Radio(task_names(), value=DEFAULT_TASK, label="Task", elem_id="task")
+    classes = gr.Textbox(
+        "airplane ; ship ; storage tank ; vehicle",
+        label="Classes (detect: the classes to find, separated by ;; count: the one class to count)",
+        elem_id="classes",
+    )
+    prompt = gr.Textbox("", label="Your own prompt after <image> (optional; it picks the task)", elem_id="prompt")
+    num_beams = gr.Slider(0, 8, value=0, step=1, label="Beams (0: as the model recorded the task)", elem_id="beams")
+    max_new_tokens = gr.Slider(
+        0, 1024, value=0, step=1, label="Max new tokens (0: as the model recorded the task)", elem_id="max_new_tokens"
+    )
+    button = gr.Button("Run", variant="primary", elem_id="run")
+    return button, [files, task, classes, prompt, num_beams, max_new_tokens]
+
+
+def build_demo(model_name: str, compare_name: str | None = None) -> gr.Blocks:
+    models = {name: load_model(name) for name in dict.fromkeys([model_name, compare_name]) if name}
+    with gr.Blocks(title="TSN-PaliGemma aerial-image model", analytics_enabled=False) as demo:
+        gr.Markdown("# TSN-PaliGemma: aerial images\nDrop one or more aerial images, pick a task, press **Run**.")
         with gr.Row():
             with gr.Column(scale=1):
-                files = gr.File(
-                    file_count="multiple", file_types=["image"], type="filepath", label="Images", elem_id="images"
-                )
-                task = gr.Radio(list(TASK_KINDS), value="caption", label="Task", elem_id="task")
-                classes = gr.Textbox(
-                    "airplane ; ship ; storage tank ; vehicle",
-                    label="Classes (detect: the classes to find, separated by ;; count: the one class to count)",
-                    elem_id="classes",
-                )
-                prompt = gr.Textbox(DEFAULT_PROMPT, label="Caption prompt (after <image>)", elem_id="prompt")
-                num_beams = gr.Slider(1, 8, value=decoding["num_beams"], step=1, label="Beams", elem_id="beams")
-                max_new_tokens = gr.Slider(
-                    5, 512, value=decoding["max_new_tokens"], step=1, label="Max new tokens", elem_id="max_new_tokens"
-                )
-                button = gr.Button("Caption", variant="primary", elem_id="caption")
+                button, inputs = _settings_column()
             with gr.Column(scale=2):
                 galleries = [
-                    gr.Gallery(label=Path(name).name, columns=3, height="auto", elem_id=f"gallery-{i}")
-                    for i, name in enumerate(models)
+                    gr.Gallery(label=Path(name).name, columns=3, height="auto", elem_id=f"gallery-{index}")
+                    for index, name in enumerate(models)
                 ]
                 message = gr.Markdown(elem_id="message")
-                captions = gr.Textbox(
-                    label="Results (file, caption; detect: file, label, x1,y1,x2,y2 per box)",
+                results = gr.Textbox(
+                    label="Results (file, answer; detect: file, label, x1,y1,x2,y2 per box)",
                     lines=4,
-                    elem_id=CAPTIONS_ID,
+                    elem_id=RESULTS_ID,
                 )
         examples = sorted(SAMPLE_DIR.glob("*.jpg"))[:6]
         if examples:
-            gr.Examples([[[str(path)]] for path in examples], inputs=[files], label="Bundled aerial images")
-        inputs = [files, task, classes, prompt, num_beams, max_new_tokens]
-        button.click(caption, inputs, [*galleries, captions, message])
+            gr.Examples([[[str(path)]] for path in examples], inputs=[inputs[0]], label="Bundled aerial images")
+        button.click(lambda *values: answer(models, *values), inputs, [*galleries, results, message])
     return demo
 
 

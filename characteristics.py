@@ -10,10 +10,11 @@ import json
 import sys
 from dataclasses import dataclass, field
 
-from captioning import collect_inputs, load_image, load_model
 from command_line import parse_command_line
+from images import collect_inputs, load_image
+from inference_core import load_model
 from model_cost import measure_characteristics
-from processing import DEFAULT_PROMPT
+from tasks import DEFAULT_PROMPT
 
 
 @dataclass
@@ -48,17 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"characteristics.py: error: {error}", file=sys.stderr)  # noqa: T201
         return 2
     model, processor = load_model(args.model)
-    result = measure_characteristics(
-        model,
-        processor,
-        [load_image(path) for path in paths],
-        prompt=args.prompt,
-        num_beams=args.num_beams,
-        max_new_tokens=args.max_new_tokens,
-        num_images=args.num_images,
-        fixed_length=args.fixed_length,
-        repeats=args.repeats,
-    )
+    # every option but the model and the images is a keyword argument of measure_characteristics
+    options = {name: value for name, value in vars(args).items() if name not in ("model", "images")}
+    result = measure_characteristics(model, processor, [load_image(path) for path in paths], **options)
     print(json.dumps(result, indent=2))  # noqa: T201
     return 0
 

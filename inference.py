@@ -9,31 +9,21 @@ optionally a picture grid.
     python inference.py IMAGES --model M --task detect --format jsonl           # boxes of every class it knows
     python inference.py IMAGES --model M --prompt "detect airplane ; ship"      # a prompt of your own
 
-`--task` fills the prompt the model was trained with (its config's `task_prompts`, written by finetune.py; the
-defaults for other models); `--prompt` overrides it and then picks the task itself (`tasks.task_for_prompt`).
-Detection writes, per image, `{"file", "caption": the raw generated text, "boxes": [{"label", "box": [x1, y1, x2,
-y2]}]}` in the original image's pixels (text and CSV: one line per box); it decodes greedily with room for the
-model's recorded number of tokens (256 without a record) unless told otherwise. Counting adds `"count"`. Scene
-classification with the classes the model recorded ranks them instead of generating: every class is scored as the
-answer (its mean log-probability per token, `tasks.likelihood`) and the likeliest is written, so the answer is always
-one of them, as `finetune.py` scored it.
+`--task` (any registered task: `tasks/`) asks as the model recorded the task (its config's `trained_tasks`, written
+by finetune.py; the task's defaults for other models); `--prompt` overrides it and then picks the task itself
+(`tasks.task_for_prompt`). Decoding follows the task's record (detection: greedy, room for every box), else the
+model's own `generation_config`; `--num_beams` / `--max_new_tokens` override it. A task with a closed set of answers
+(the scene classes a model recorded) ranks them instead of generating: the answer is always one of them, as
+`finetune.py` scored it.
 
-Decoding defaults to the model's own `generation_config` (for a finetune.py model: the beams and length its
-reported scores were measured with); `--num_beams` / `--max_new_tokens` override it.
+Records (docs/inference.md): JSONL `{"file", "task", "text": the answer (a caption, a class, the raw detection
+text), ...the task's own fields}`: `"boxes": [{"label", "box": [x1, y1, x2, y2]}]` in the original image's pixels
+for detection, `"count"` for counting. Text: `file<TAB>text`, or one `file<TAB>label<TAB>x1,y1,x2,y2` line per box
+(`file<TAB>-` for none); CSV the same columns with a header.
 
-Device and dtype are automatic: CUDA in bf16 when the GPU supports it (else fp32), CPU in fp32. Every image is
-converted to 8-bit RGB first (`load_image`): 16-bit and 32-bit grayscale is stretched from its own min..max to
-0..255, transparency is composited on WHITE, grayscale/palette/CMYK become RGB. Unreadable files are named on
-stderr with the reason and skipped; the good ones are still written, and the exit status is then 1.
-
-```python
->>> from transformers import AutoModelForImageTextToText, AutoProcessor  # doctest: +SKIP
->>> model = AutoModelForImageTextToText.from_pretrained("tiny-tsn", trust_remote_code=True)  # doctest: +SKIP
->>> processor = AutoProcessor.from_pretrained("tiny-tsn", trust_remote_code=True)  # doctest: +SKIP
->>> captions = caption_images(model, processor, [load_image("RSICD_00001.jpg")], num_beams=3)  # doctest: +SKIP
->>> len(captions)  # doctest: +SKIP
-1
-```
+Device and dtype are automatic: CUDA in bf16 when the GPU supports it (else fp32), CPU in fp32. Every image is read
+as 8-bit RGB by the one reader training uses too (`images.load_image`). Unreadable files are named on stderr with
+the reason and skipped; the good ones are still written, and the exit status is then 1.
 """
 
 import csv
@@ -44,19 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
 
-from captioning import (
-    IMAGE_ERRORS,
-    ModelNotFoundError,
-    collect_inputs,
-    load_image,
-    load_model,
-    render_grid,
-    task_texts,
-)
 from command_line import parse_command_line
-from processing import DEFAULT_PROMPT
-from tasks import task_for_prompt
-from tasks.recorded import CONFIG_KEY, TASK_KINDS, task_from_record
+from images import IMAGE_ERRORS, collect_inputs, load_image, render_grid
+from inference_core import ModelNotFoundError, choose_task, csv_rows, load_model, result_record, run_task, text_lines
+from tasks import DEFAULT_PROMPT, DEFAULT_TASK, task_names
 
 FORMATS = ("text", "jsonl", "csv")
 
@@ -69,8 +50,8 @@ class InferenceArguments:
         metadata={"help": "Image files, folders (their images, sorted, not recursive) or glob patterns (quote them)."},
     )
     task: str = field(
-        default="caption",
-        metadata={"help": f"One of {', '.join(TASK_KINDS)}: the prompt the model was trained with for it."},
+        default=DEFAULT_TASK,
+        metadata={"help": f"One of {', '.join(task_names())}: the prompt the model was trained with for it."},
     )
     classes: str | None = field(
         default=None,
@@ -111,31 +92,24 @@ class InferenceArguments:
 
 
 class RecordWriter:
-    """One record per image on `stream`: text (`file<TAB>caption`), JSONL or CSV with a header; records with
-    `boxes` (detection) give one text/CSV line per box, `file<TAB>label<TAB>x1,y1,x2,y2` (`file<TAB>-` for none)."""
+    """One record per image on `stream`: text (`inference_core.text_lines`), JSONL (`result_record`) or CSV with
+    a header (`csv_rows`; columns "file" + the task's `text_header`)."""
 
-    def __init__(self, stream: TextIO, format: str, boxes: bool = False):
+    def __init__(self, stream: TextIO, format: str, task):
         if format not in FORMATS:
             raise ValueError(f"format={format!r} is invalid; use one of {list(FORMATS)}.")
-        self.stream, self.format = stream, format
+        self.stream, self.format, self.task = stream, format, task
         self.csv = csv.writer(stream, lineterminator="\n") if format == "csv" else None
         if self.csv:
-            self.csv.writerow(["file", "label", "x1", "y1", "x2", "y2"] if boxes else ["file", "caption"])
+            self.csv.writerow(["file", *task.text_header])
 
-    def write(self, file: str, record: dict) -> None:
+    def write(self, file: str, result: dict) -> None:
         if self.format == "jsonl":
-            self.stream.write(json.dumps({"file": file, **record}, ensure_ascii=False) + "\n")
-        elif "boxes" not in record:
-            if self.csv:
-                self.csv.writerow([file, record["caption"]])
-            else:
-                self.stream.write(f"{file}\t{record['caption']}\n")
+            self.stream.write(json.dumps(result_record(file, self.task, result), ensure_ascii=False) + "\n")
         elif self.csv:
-            for item in record["boxes"]:
-                self.csv.writerow([file, item["label"], *item["box"]])
+            self.csv.writerows(csv_rows(file, self.task, result))
         else:
-            lines = [f"{file}\t{item['label']}\t{','.join(map(str, item['box']))}" for item in record["boxes"]]
-            self.stream.write("\n".join(lines or [f"{file}\t-"]) + "\n")
+            self.stream.write("\n".join(text_lines(file, self.task, result)) + "\n")
         self.stream.flush()
 
 
@@ -144,36 +118,35 @@ def _batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
         yield items[start : start + size]
 
 
-def caption_files(
-    model, processor, paths: Iterable[Path], args: InferenceArguments, errors: TextIO | None = None
+def read_batch(paths: Sequence[Path], errors: TextIO) -> tuple[list[Path], list]:
+    """(readable paths, their RGB images); each file that cannot be read is named on `errors` with the reason."""
+    readable, images = [], []
+    for path in paths:
+        try:
+            images.append(load_image(path))
+            readable.append(path)
+        except IMAGE_ERRORS as error:
+            errors.write(f"unreadable image {path}: {type(error).__name__}: {error}\n")
+    return readable, images
+
+
+def answer_files(
+    model, processor, paths: Iterable[Path], task, args: InferenceArguments, errors: TextIO | None = None
 ) -> Iterator[tuple[Path, dict, object]]:
-    """(path, record, image) per readable file, reading images lazily one batch at a time: the prompt's task reads
-    the generated text (a caption; or boxes in the image's pixels). Unreadable files are named on `errors`
-    (default: stderr) with the reason and skipped."""
+    """(path, result, image) per readable file, reading images lazily one batch at a time (`run_task`).
+    Unreadable files are named on `errors` (default: stderr) with the reason and skipped."""
     errors = errors or sys.stderr
-    task = resolve_task(args, model.config)
-    generation = getattr(task, "generation", {})
-    num_beams = args.num_beams or generation.get("num_beams")
-    max_new_tokens = args.max_new_tokens or generation.get("max_new_tokens")
+    decoding = {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens}
     for batch_paths in _batches(list(paths), args.batch_size):
-        readable, images = [], []
-        for path in batch_paths:
-            try:
-                images.append(load_image(path))
-                readable.append(path)
-            except IMAGE_ERRORS as error:
-                errors.write(f"unreadable image {path}: {type(error).__name__}: {error}\n")
+        readable, images = read_batch(batch_paths, errors)
         if images:
-            texts = task_texts(model, processor, images, task, args.batch_size, num_beams, max_new_tokens)
-            for path, text, image in zip(readable, texts, images):
-                yield path, task.read(text, *image.size), image
+            results = run_task(model, processor, images, task, args.batch_size, **decoding)
+            yield from zip(readable, results, images)
 
 
 def resolve_task(args: InferenceArguments, model_config):
     """The task of the run: --prompt's when given, else --task's as the model recorded it."""
-    if args.prompt is not None:
-        return task_for_prompt(args.prompt)
-    return task_from_record(args.task, getattr(model_config, CONFIG_KEY, None), args.classes, args.question)
+    return choose_task(model_config, args.task, args.classes, args.question, args.prompt)
 
 
 def parse_args(argv: list[str] | None = None) -> InferenceArguments:
@@ -207,20 +180,20 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"inference.py: error: {error}", file=sys.stderr)
         return 2
-    writer = RecordWriter(sys.stdout, args.format, boxes=task.name == "detect")
+    writer = RecordWriter(sys.stdout, args.format, task)
     captioned, shown = 0, []
-    for path, record, image in caption_files(model, processor, paths, args):
-        writer.write(str(path), record)
+    for path, result, image in answer_files(model, processor, paths, task, args):
+        writer.write(str(path), result)
         captioned += 1
         if args.grid and len(shown) < args.grid_max_images:
-            shown.append(task.draw(record, image))
+            shown.append(task.draw(result, image))
     unreadable = len(paths) - captioned
     if shown:
         grid = render_grid([picture for picture, _ in shown], [text for _, text in shown], args.grid)
         print(f"grid of {len(shown)} images -> {grid}", file=sys.stderr)
     if unreadable:
         print(
-            f"{unreadable} of {len(paths)} files could not be read (named above); captioned the other {captioned}.",
+            f"{unreadable} of {len(paths)} files could not be read (named above); answered the other {captioned}.",
             file=sys.stderr,
         )
         return 1

@@ -4,7 +4,8 @@
 `prune.py` each pruned model; `python characteristics.py MODEL IMAGES...` measures any model.
 
 ```python
->>> from captioning import load_image, load_model  # doctest: +SKIP
+>>> from images import load_image  # doctest: +SKIP
+>>> from inference_core import load_model  # doctest: +SKIP
 >>> model, processor = load_model("outputs/risc")  # doctest: +SKIP
 >>> result = measure_characteristics(model, processor, [load_image("RSICD_00001.jpg")], num_images=8)  # doctest: +SKIP
 >>> sorted(result)[:4]  # doctest: +SKIP
@@ -15,8 +16,10 @@
 import logging
 import os
 import platform
+import re
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +27,9 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from captioning import decoding_settings, generation_inputs
-from processing import DEFAULT_PROMPT, IMAGE_TOKEN
+from collators import IMAGE_TOKEN
+from inference_core import decoding_settings, generation_inputs
+from tasks import DEFAULT_PROMPT
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +53,10 @@ def describe_device(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    name = ""
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name") and ":" in line:
-                name = line.split(":", 1)[1].strip()
-                break
-    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    text = cpuinfo.read_text(errors="replace") if cpuinfo.is_file() else ""
+    match = re.search(r"^model name[^:\n]*:(.*)$", text, re.IGNORECASE | re.MULTILINE)
+    name = (match.group(1).strip() if match else "") or platform.processor() or platform.machine() or "unknown CPU"
     threads = torch.get_num_threads()
     return f"{name} ({threads} thread{'s' if threads > 1 else ''})" if device.type == "cpu" else f"{name} ({device})"
 
@@ -96,6 +96,17 @@ def _latencies(model, processor, images, prompt: str, generate_kwargs: dict, num
     return latencies, new_tokens
 
 
+@contextmanager
+def _eval_mode(model):
+    """`model` in eval mode (no dropout) inside the block; the caller's mode is restored afterwards, even on error."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def _load_average() -> float | None:
     """The 1-minute load average while measuring (other work on the cores slows every figure)."""
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
@@ -129,21 +140,13 @@ def measure_characteristics(
     for name, value in (("num_images", num_images), ("repeats", repeats)):
         if value < 1:
             raise ValueError(f"{name}={value} is invalid; use a positive integer.")
-    decoding = decoding_settings(model, num_beams, max_new_tokens)
-    num_beams, max_new_tokens = decoding["num_beams"], decoding["max_new_tokens"]
-    generate_kwargs = {"do_sample": False, **decoding}
-    if fixed_length:
-        generate_kwargs["min_new_tokens"] = max_new_tokens
-
-    was_training = model.training
-    model.eval()  # no dropout while measuring; the caller's mode is restored below
-    try:
+    decoding = decoding_settings(model, None, num_beams, max_new_tokens)
+    fixed = {"min_new_tokens": decoding["max_new_tokens"]} if fixed_length else {}
+    generate_kwargs = {"do_sample": False, **decoding, **fixed}
+    with _eval_mode(model):
         flops, flops_new_tokens = _caption_flops(model, processor, images[0], prompt, generate_kwargs)
         load_before = _load_average()
         latencies, new_tokens = _latencies(model, processor, images, prompt, generate_kwargs, num_images, repeats)
-    finally:
-        model.train(was_training)
-
     result = {
         "total_parameters": sum(parameter.numel() for parameter in model.parameters()),
         "gflops_per_caption": round(flops / 1e9, 6),
@@ -155,8 +158,8 @@ def measure_characteristics(
         "num_images": num_images,
         "repeats": repeats,
         "batch_size": 1,
-        "num_beams": num_beams,
-        "max_new_tokens": max_new_tokens,
+        "num_beams": decoding["num_beams"],
+        "max_new_tokens": decoding["max_new_tokens"],
         "fixed_length": fixed_length,
         "prompt": prompt.removeprefix(IMAGE_TOKEN),
         "device": describe_device(model.device),

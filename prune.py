@@ -19,10 +19,11 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from captioning import load_model as load
+from collators import TSNPaliGemmaTrainCollator
 from dataset_builder import load_risc
-from processing import DEFAULT_PROMPT, TSNPaliGemmaTrainCollator
+from inference_core import load_model as load
 from pruning import block_influence, choose_layers, remove_layers
+from tasks import DEFAULT_PROMPT, task_for_prompt
 
 logger = logging.getLogger("prune")
 
@@ -56,7 +57,7 @@ def scoring_batches(args: PruneArguments, processor) -> list[dict]:
     if args.split not in dataset:
         raise ValueError(f"--split {args.split!r}: {args.dataset_dir} has the splits {sorted(dataset)}.")
     rows = list(dataset[args.split].select(range(min(args.num_images, len(dataset[args.split])))))
-    collator = TSNPaliGemmaTrainCollator(processor, prompt=args.prompt, caption_choice="first")
+    collator = TSNPaliGemmaTrainCollator(processor, task=task_for_prompt(args.prompt).evaluation_copy())
     return [collator(rows[start : start + args.batch_size]) for start in range(0, len(rows), args.batch_size)]
 
 

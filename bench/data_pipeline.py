@@ -3,7 +3,7 @@
     python -m bench.data_pipeline [--data_dir DATA_DIR] [--workers 0,2] [--image_size 224]
 
 Rows come from `dataset_builder.load_risc` (Arrow cache built before timing), batches from a torch DataLoader
-whose `collate_fn` is `processing.TSNPaliGemmaTrainCollator` with a processor resized to `image_size` (the tiny
+whose `collate_fn` is `collators.TSNPaliGemmaTrainCollator` with a processor resized to `image_size` (the tiny
 checkpoint's tokenizer; SigLIP-224 geometry: 224 px, 256 image tokens). Each setting runs one untimed warm-up
 pass (worker start-up, page cache), then a timed pass over every sample. torch uses one thread in the main
 process and in each DataLoader worker. "per core" = samples per CPU-second spent by the main process and the
@@ -24,8 +24,8 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import HfArgumentParser, PaliGemmaProcessor
 
+from collators import TSNPaliGemmaTrainCollator, processor_for_config
 from dataset_builder import SAMPLE_DIR, load_risc
-from processing import DEFAULT_PROMPT, TSNPaliGemmaTrainCollator, processor_for_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
         dataset = concatenate_datasets([dsd[split] for split in dsd])
         if args.max_samples:
             dataset = dataset.select(range(min(args.max_samples, len(dataset))))
-        collator = TSNPaliGemmaTrainCollator(processor, prompt=DEFAULT_PROMPT, caption_choice="random")
+        collator = TSNPaliGemmaTrainCollator(processor)  # the default task: one random caption per image
         first = collator([dataset[0]])
         assert first["pixel_values"].shape[-2:] == (args.image_size, args.image_size), first["pixel_values"].shape
 

@@ -26,11 +26,12 @@ import torch
 from transformers import HfArgumentParser
 
 from bench.flops import REAL_SIZES
+from collators import IMAGE_TOKEN
 from configuration_tsn_paligemma import TSNPaliGemmaConfig
 from model_cost import describe_device
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
-from processing import DEFAULT_PROMPT, IMAGE_TOKEN
 from scripts.make_tiny_checkpoint import TinyCheckpointArguments, build_tiny_model
+from tasks import DEFAULT_PROMPT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, HfArgumentParser
 
+from collators import TSNPaliGemmaSCSTCollator, TSNPaliGemmaTrainCollator
 from dataset_builder import SAMPLE_DIR, load_risc
 from finetuning.scst import SCSTSettings, scst_loss
 from finetuning.trainer import caption_positions, causal_lm_loss
 from metrics import CiderDReward
-from processing import TSNPaliGemmaSCSTCollator, TSNPaliGemmaTrainCollator
+from tasks.caption import CaptionTask
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO_ROOT / "examples" / "rs-mini"
@@ -74,7 +75,7 @@ def compare(model, processor, rows, reward, args: SCSTBenchArguments, device: st
         optimizer.zero_grad()
 
     def scst_step():
-        scst_loss(model, scst, reward, processor, "caption en", settings).backward()
+        scst_loss(model, scst, reward, processor, CaptionTask(), settings).backward()
         optimizer.step()
         optimizer.zero_grad()
 
@@ -90,7 +91,7 @@ def compare(model, processor, rows, reward, args: SCSTBenchArguments, device: st
 def cuda_real_size(args: SCSTBenchArguments, rows) -> dict:
     from bench.cuda_real_size import real_size_checkpoint
     from bench.train_step import REAL_LORA, load_training_model
-    from processing import processor_for_config
+    from collators import processor_for_config
 
     folder = real_size_checkpoint(args.workdir)
     model, config = load_training_model(folder, "enhanced", torch.bfloat16, REAL_LORA, device_map={"": 0})

@@ -11,7 +11,7 @@ forward + backward + optimizer step + zero_grad on the same batch of 4, after `w
 `steps` timed steps is reported.
 - `tiny_cpu` (always): the `direct` checkpoint of `scripts/make_tiny_checkpoint.py` as the base, fp32 compute, a
   batch of 4 real sample images + first captions (`dataset_builder/sample`, train split) through
-  `processing.TSNPaliGemmaTrainCollator` with the processor resized for the integration (`processor_for_config`:
+  `collators.TSNPaliGemmaTrainCollator` with the processor resized for the integration (`processor_for_config`:
   adapter and replace change the image token count). Each integration runs in its own subprocess (this script with
   `--worker INTEGRATION`), so its peak resident memory (`ru_maxrss`) is its own. The tiny ratios say little about
   real size: an 11M-parameter ResNet-18 next to a 64-wide, 2-layer LM dominates the tiny step.
@@ -187,13 +187,14 @@ def tiny_batch(base: str, config) -> dict:
     """4 train-split sample images, caption 1 each, through the training collator resized for `config`."""
     from transformers import AutoProcessor
 
+    from collators import TSNPaliGemmaTrainCollator, processor_for_config
     from dataset_builder import SAMPLE_DIR, load_risc
-    from processing import TSNPaliGemmaTrainCollator, processor_for_config
+    from tasks.caption import CaptionTask
 
     processor = processor_for_config(AutoProcessor.from_pretrained(base, trust_remote_code=True), config)
     rows = load_risc(SAMPLE_DIR)["train"].select(range(BATCH_SIZE))
     random.seed(0)
-    batch = TSNPaliGemmaTrainCollator(processor, caption_choice="first")(list(rows))
+    batch = TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="first"))(list(rows))
     return {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids", "pixel_values", "labels")}
 
 

@@ -18,13 +18,6 @@ from .importers import FORMATS, RISCImportError, import_annotations
 from .validation import RISCValidationError, validate_risc
 
 
-def _add_load_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dir", help="RISC folder: captions.csv and resized/ (or imgs/, images/)")
-    parser.add_argument("--config", default="all", choices=CONFIG_NAMES, help="which sources to load")
-    parser.add_argument("--skip_invalid", action="store_true", help="skip invalid rows (reported) instead of failing")
-    parser.add_argument("--cache_dir", default=None, help="datasets cache root (default: HF_DATASETS_CACHE)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dataset_builder", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -39,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--no_plots", action="store_true", help="write stats.json only")
 
     export = commands.add_parser("export", help="Parquet shards + dataset card, and/or push to the Hub")
-    _add_load_arguments(export)
+    export.add_argument("data_dir", help="RISC folder: captions.csv and resized/ (or imgs/, images/)")
+    export.add_argument("--config", default="all", choices=CONFIG_NAMES, help="which sources to load")
+    export.add_argument("--skip_invalid", action="store_true", help="skip invalid rows (reported) instead of failing")
+    export.add_argument("--cache_dir", default=None, help="datasets cache root (default: HF_DATASETS_CACHE)")
     export.add_argument("--output_dir", default=None, help="folder for data/<source>/<split>-*.parquet + README.md")
     export.add_argument("--push_to_hub", default=None, metavar="REPO", help="also push to this Hub dataset repo")
     export.add_argument("--hub_configs", default="all", help="comma-separated configs to push (default: all)")
@@ -74,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(f"{len(report.rows)} rows of {args.data_dir} are valid")
         elif args.command == "stats":
-            from .stats import format_table, write_stats
+            from .stats import write_stats
+            from .stats_report import format_table
 
             stats, written = write_stats(args.data_dir, args.output_dir, plots=not args.no_plots)
             print(format_table(stats))
@@ -94,18 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pushed {', '.join(configs)} to {args.push_to_hub}")
             print(json.dumps(counts(dataset)))
         elif args.command == "import":
+            names = ("output_dir", "source", "split", "limit", "skip_invalid", "append", "image_column")
+            options = {name: getattr(args, name) for name in names}  # named as import_annotations' arguments
             summary = import_annotations(
-                args.format,
-                args.sources,
-                images_dir=args.images,
-                output_dir=args.output_dir,
-                source=args.source,
-                split=args.split,
-                size=args.size or None,
-                limit=args.limit,
-                skip_invalid=args.skip_invalid,
-                append=args.append,
-                image_column=args.image_column,
+                args.format, args.sources, images_dir=args.images, size=args.size or None, **options
             )
             print(f"wrote {summary.num_written} images to {summary.output_dir}: {json.dumps(summary.counts)}")
             if summary.skipped:

@@ -156,16 +156,8 @@ class RISC(datasets.GeneratorBasedBuilder):
         for index, row in enumerate(rows):
             # The bytes are stored as they are (no re-encoding); path=None because datasets would drop the bytes
             # of a relative path that happens to exist in the working directory.
-            image_bytes = Path(image_dir, row.image).read_bytes()
-            yield (
-                index,
-                {
-                    "image": {"bytes": image_bytes, "path": None},
-                    "captions": list(row.captions),
-                    "source": row.source,
-                    "filename": row.image,
-                },
-            )
+            image = {"bytes": Path(image_dir, row.image).read_bytes(), "path": None}
+            yield index, {"image": image, "captions": list(row.captions), "source": row.source, "filename": row.image}
 
 
 def load_risc(
@@ -188,9 +180,7 @@ def load_risc(
         report_path: where to copy the skipped-rows report (it always lives in the cache folder too).
         force_rebuild: rebuild the Arrow cache even if it is up to date.
 
-    The cache is keyed by the data folder, the config, `skip_invalid` and a fingerprint of `captions.csv` and
-    the image folder listing (names, sizes, mtimes), so a second call with unchanged data neither validates
-    nor re-reads an image.
+    A second call with unchanged data neither validates nor re-reads an image (see the module docstring).
 
     Example:
         >>> ds = load_risc("dataset_builder/sample", config="ucm")

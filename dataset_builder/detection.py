@@ -57,9 +57,8 @@ class DetectionProblem:
     detail: str
 
     def format(self) -> str:
-        return f"  {self.file}, {self.where} ({self.image or '<no image>'}): {self.reason}: {self.detail}. " + (
-            f"Fix: {FIXES[self.reason]}."
-        )
+        image = self.image or "<no image>"
+        return f"  {self.file}, {self.where} ({image}): {self.reason}: {self.detail}. Fix: {FIXES[self.reason]}."
 
 
 class DetectionValidationError(ValueError):
@@ -110,8 +109,7 @@ def _check_box(box, width: int, height: int) -> tuple[str, str] | None:
     x, y, w, h = box
     if w <= 0 or h <= 0:
         return "zero_area_box", f"bbox {box} has width {w} and height {h}"
-    tolerance = EDGE_TOLERANCE
-    if x < -tolerance or y < -tolerance or x + w > width + tolerance or y + h > height + tolerance:
+    if min(x, y) < -EDGE_TOLERANCE or x + w > width + EDGE_TOLERANCE or y + h > height + EDGE_TOLERANCE:
         return "box_outside_image", f"bbox {box} (x, y, w, h) leaves the {width}x{height} image"
     return None
 
@@ -132,9 +130,8 @@ def _finish(rows, problems, classes, skip_invalid: bool, what: str) -> datasets.
         counts = dict(Counter(problem.reason for problem in problems))
         logger.warning("%s: skipped %d images with invalid annotations (%s)", what, len(bad), counts)
     kept = [row for row in rows if row["filename"] not in bad]
-    columns = {key: [row[key] for row in kept] for key in ("image", "filename", "source", "width", "height")}
-    columns["objects"] = [row["objects"] for row in kept]
-    return datasets.Dataset.from_dict(columns, features=detection_features(classes))
+    features = detection_features(classes)
+    return datasets.Dataset.from_dict({key: [row[key] for row in kept] for key in features}, features=features)
 
 
 def read_coco_detection(

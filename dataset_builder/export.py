@@ -7,9 +7,6 @@ Local layout (one copy of the data, every config selects files by glob)::
 
 so `load_dataset("OUT")` (or `load_dataset("user/risc")` once the folder is uploaded) gives all sources and
 `load_dataset("OUT", "ucm")` only UCM. The image bytes are embedded in the Parquet files.
-
-`push_to_hub` uploads the card, then calls datasets' own `DatasetDict.push_to_hub` for each config (it writes
-its own YAML `configs`/`dataset_info` into the card and keeps the card's text).
 """
 
 from __future__ import annotations
@@ -17,13 +14,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import Counter
 from pathlib import Path
 
 import datasets
 import yaml
 
 from .builder import CITATION
-from .layout import KNOWN_SOURCES, SPLITS
+from .layout import KNOWN_SOURCES, ordered_splits
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +37,9 @@ def _sources(split_data: datasets.Dataset) -> list[str]:
     return split_data["source"][:]  # one list in one call (iterating the Column reads row by row)
 
 
-def _split_order(dataset: datasets.DatasetDict) -> list[str]:
-    return [s for s in SPLITS if s in dataset] + sorted(s for s in dataset if s not in SPLITS)
-
-
 def counts(dataset: datasets.DatasetDict) -> dict[str, dict[str, int]]:
     """split -> source -> number of images."""
-    table: dict[str, dict[str, int]] = {}
-    for split in _split_order(dataset):
-        for source in _sources(dataset[split]):
-            table.setdefault(split, {}).setdefault(source, 0)
-            table[split][source] += 1
-    return table
+    return {split: dict(Counter(_sources(dataset[split]))) for split in ordered_splits(dataset) if len(dataset[split])}
 
 
 def _size_category(total: int) -> str:
@@ -58,21 +47,6 @@ def _size_category(total: int) -> str:
         if total < limit:
             return name
     return "n>1M"
-
-
-def _card_metadata(table: dict[str, dict[str, int]], sources: list[str], total: int, parquet_configs: bool) -> dict:
-    """The card's YAML header; `configs` only for a local export, since the Hub push writes its own."""
-    metadata: dict = {
-        "pretty_name": "RISC (remote-sensing image captioning)",
-        "language": ["en"],
-        "license": "other",
-        "task_categories": ["image-to-text"],
-        "tags": ["remote-sensing", "image-captioning", "aerial-imagery"],
-        "size_categories": [_size_category(total)],
-    }
-    if parquet_configs:
-        metadata["configs"] = _parquet_configs(table, sources)
-    return metadata
 
 
 def _parquet_configs(table: dict[str, dict[str, int]], sources: list[str]) -> list[dict]:
@@ -164,7 +138,16 @@ def dataset_card(dataset: datasets.DatasetDict, repo_id: str | None = None, parq
     table = counts(dataset)
     sources = [s for s in KNOWN_SOURCES if any(s in row for row in table.values())]
     total = sum(sum(row.values()) for row in table.values())
-    metadata = _card_metadata(table, sources, total, parquet_configs)
+    metadata: dict = {
+        "pretty_name": "RISC (remote-sensing image captioning)",
+        "language": ["en"],
+        "license": "other",
+        "task_categories": ["image-to-text"],
+        "tags": ["remote-sensing", "image-captioning", "aerial-imagery"],
+        "size_categories": [_size_category(total)],
+    }
+    if parquet_configs:  # only for a local export: the Hub push writes its own `configs`
+        metadata["configs"] = _parquet_configs(table, sources)
     body = _card_body(table, sources, total, repo_id)
     return "---\n" + yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True) + "---\n" + body
 
@@ -181,7 +164,7 @@ def export_parquet(
     """
     output_dir = Path(output_dir)
     written: list[Path] = []
-    for split in _split_order(dataset):
+    for split in ordered_splits(dataset):
         split_data = dataset[split]
         source_column = _sources(split_data)
         for source in sorted(set(source_column)):
@@ -208,7 +191,7 @@ def select_config(dataset: datasets.DatasetDict, config: str) -> datasets.Datase
         return dataset
     source = config.upper()
     selected = {}
-    for split in _split_order(dataset):
+    for split in ordered_splits(dataset):
         indices = [i for i, value in enumerate(_sources(dataset[split])) if value == source]
         if indices:
             selected[split] = dataset[split].select(indices)
@@ -223,7 +206,8 @@ def push_to_hub(
     token: str | None = None,
     max_shard_size: str | int | None = None,
 ) -> None:
-    """Upload the dataset card, then push each config with datasets' own `DatasetDict.push_to_hub`.
+    """Upload the dataset card, then push each config with datasets' own `DatasetDict.push_to_hub` (which writes its
+    own YAML `configs`/`dataset_info` into the card and keeps the card's text).
 
     `all` becomes the default config (`load_dataset(repo_id)`); other configs (`nwpu`, `rsicd`, `ucm`) are
     pushed as their own folders when listed in `configs`.

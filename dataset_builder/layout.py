@@ -51,6 +51,11 @@ class RISCRow:
     num_columns: int
 
 
+def ordered_splits(names) -> list[str]:
+    """`names` (split names) in the usual order: train, val, test, then any others sorted."""
+    return [split for split in SPLITS if split in names] + sorted(split for split in names if split not in SPLITS)
+
+
 def normalize_image_name(value: str | None) -> str:
     """File name of an image as written in `captions.csv`, made portable.
 
@@ -70,9 +75,8 @@ def find_image_dir(data_dir: str | os.PathLike) -> Path:
     """The image folder of a RISC folder: the first of `resized/`, `imgs/`, `images/` that exists."""
     data_dir = Path(data_dir)
     for name in IMAGE_DIR_NAMES:
-        candidate = data_dir / name
-        if candidate.is_dir():
-            return candidate
+        if (data_dir / name).is_dir():
+            return data_dir / name
     raise FileNotFoundError(
         f"No image folder in data_dir={str(data_dir)!r}: expected one of "
         f"{', '.join(name + '/' for name in IMAGE_DIR_NAMES)}. "
@@ -120,19 +124,15 @@ def read_captions_csv(data_dir: str | os.PathLike) -> list[RISCRow]:
             if not any(field.strip() for field in fields):
                 continue  # blank line
 
-            def field(column: str, fields=fields) -> str | None:
-                position = index[column]
-                return fields[position] if position < len(fields) else None
-
-            captions = tuple(None if field(c) is None else field(c).strip() for c in CAPTION_COLUMNS)
+            value = {column: fields[i] if i < len(fields) else None for column, i in index.items()}  # None: too short
             rows.append(
                 RISCRow(
                     line=line,
-                    source=(field("source") or "").strip().upper(),
-                    split=(field("split") or "").strip().lower(),
-                    image=normalize_image_name(field("image")),
-                    raw_image=field("image") or "",
-                    captions=captions,
+                    source=(value["source"] or "").strip().upper(),
+                    split=(value["split"] or "").strip().lower(),
+                    image=normalize_image_name(value["image"]),
+                    raw_image=value["image"] or "",
+                    captions=tuple(None if value[c] is None else value[c].strip() for c in CAPTION_COLUMNS),
                     num_fields=len(fields),
                     num_columns=len(header),
                 )
@@ -151,9 +151,6 @@ def fingerprint(data_dir: str | os.PathLike) -> str:
     image_dir = find_image_dir(data_dir)
     digest.update(image_dir.name.encode())
     with os.scandir(image_dir) as entries:
-        listing = sorted(
-            (entry.name, entry.stat().st_size, entry.stat().st_mtime_ns) for entry in entries if entry.is_file()
-        )
-    for name, size, mtime in listing:
-        digest.update(f"{name}\0{size}\0{mtime}\n".encode())
+        listing = sorted((entry.name, entry.stat()) for entry in entries if entry.is_file())
+    digest.update("".join(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n" for name, stat in listing).encode())
     return digest.hexdigest()[:16]

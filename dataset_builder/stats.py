@@ -7,10 +7,8 @@
 
 Words are lower-cased runs of letters/digits (apostrophes kept inside words): `"Many buildings ."` has 2 words.
 Statistics read `captions.csv` and the image headers as they are, so they also work on folders that do not
-validate (missing/unreadable images are counted, not fatal).
-
-The plots and the terminal table are drawn in `stats_report.py`; they are re-exported here so that
-`from dataset_builder.stats import format_table, write_plots` keeps working.
+validate (missing/unreadable images are counted, not fatal). The plots and the terminal table are drawn in
+`stats_report.py`.
 """
 
 from __future__ import annotations
@@ -27,180 +25,40 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from .layout import SPLITS, RISCRow, find_image_dir, read_captions_csv
-from .stats_report import format_table, write_plots
+from .layout import RISCRow, find_image_dir, ordered_splits, read_captions_csv
+from .stats_report import write_plots
 
 logger = logging.getLogger(__name__)
-
-__all__ = [
-    "CATEGORIES",
-    "TOP_WORDS",
-    "WORD_RE",
-    "compute_stats",
-    "format_table",
-    "tokenize",
-    "write_plots",
-    "write_stats",
-]
 
 WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 TOP_WORDS = 30
 # Content categories: an image is covered when any of its captions contains any keyword of the group.
 CATEGORIES = {
-    "vegetation": [
-        "tree",
-        "trees",
-        "grass",
-        "grassland",
-        "lawn",
-        "lawns",
-        "forest",
-        "forests",
-        "vegetation",
-        "plants",
-        "meadow",
-        "meadows",
-        "bushes",
-        "shrubs",
-        "woods",
-        "greenbelt",
-    ],
-    "agriculture": [
-        "farmland",
-        "farmlands",
-        "cropland",
-        "croplands",
-        "crops",
-        "field",
-        "fields",
-        "terrace",
-        "terraces",
-        "agricultural",
-        "orchard",
-    ],
-    "urban": [
-        "building",
-        "buildings",
-        "house",
-        "houses",
-        "residential",
-        "city",
-        "urban",
-        "commercial",
-        "apartment",
-        "apartments",
-        "church",
-        "school",
-        "downtown",
-        "roof",
-        "roofs",
-        "dense",
-        "block",
-        "blocks",
-    ],
-    "water": [
-        "water",
-        "river",
-        "rivers",
-        "lake",
-        "lakes",
-        "sea",
-        "ocean",
-        "pond",
-        "ponds",
-        "pool",
-        "pools",
-        "beach",
-        "coast",
-        "harbor",
-        "harbour",
-        "port",
-        "bay",
-        "wave",
-        "waves",
-        "island",
-        "wetland",
-    ],
-    "transport": [
-        "road",
-        "roads",
-        "street",
-        "streets",
-        "highway",
-        "highways",
-        "car",
-        "cars",
-        "vehicle",
-        "vehicles",
-        "parking",
-        "airport",
-        "runway",
-        "runways",
-        "plane",
-        "planes",
-        "airplane",
-        "airplanes",
-        "aircraft",
-        "railway",
-        "railways",
-        "train",
-        "trains",
-        "bridge",
-        "bridges",
-        "viaduct",
-        "intersection",
-        "overpass",
-        "ship",
-        "ships",
-        "boat",
-        "boats",
-        "station",
-    ],
-    "sports": [
-        "playground",
-        "stadium",
-        "court",
-        "courts",
-        "tennis",
-        "baseball",
-        "basketball",
-        "golf",
-        "football",
-        "soccer",
-        "track",
-        "diamond",
-    ],
-    "industrial": [
-        "factory",
-        "factories",
-        "industrial",
-        "storage",
-        "tank",
-        "tanks",
-        "warehouse",
-        "warehouses",
-        "container",
-        "containers",
-        "plant",
-        "chimney",
-    ],
-    "bare_land": [
-        "desert",
-        "sand",
-        "bare",
-        "barren",
-        "mountain",
-        "mountains",
-        "hill",
-        "hills",
-        "rock",
-        "rocks",
-        "soil",
-        "snow",
-        "ice",
-        "cloud",
-        "clouds",
-    ],
+    "vegetation": (
+        "tree trees grass grassland lawn lawns forest forests vegetation plants meadow meadows bushes shrubs "
+        "woods greenbelt"
+    ).split(),
+    "agriculture": (
+        "farmland farmlands cropland croplands crops field fields terrace terraces agricultural orchard"
+    ).split(),
+    "urban": (
+        "building buildings house houses residential city urban commercial apartment apartments church school "
+        "downtown roof roofs dense block blocks"
+    ).split(),
+    "water": (
+        "water river rivers lake lakes sea ocean pond ponds pool pools beach coast harbor harbour port bay "
+        "wave waves island wetland"
+    ).split(),
+    "transport": (
+        "road roads street streets highway highways car cars vehicle vehicles parking airport runway runways "
+        "plane planes airplane airplanes aircraft railway railways train trains bridge bridges viaduct "
+        "intersection overpass ship ships boat boats station"
+    ).split(),
+    "sports": "playground stadium court courts tennis baseball basketball golf football soccer track diamond".split(),
+    "industrial": (
+        "factory factories industrial storage tank tanks warehouse warehouses container containers plant chimney"
+    ).split(),
+    "bare_land": "desert sand bare barren mountain mountains hill hills rock rocks soil snow ice cloud clouds".split(),
 }
 
 
@@ -211,20 +69,16 @@ def tokenize(caption: str) -> list[str]:
 
 def _summary(values: list[float]) -> dict:
     if not values:
-        return {"count": 0}
-    ordered = sorted(values)
-
-    def percentile(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
+        return {"n": 0}
+    ordered, last = sorted(values), len(values) - 1
     return {
-        "count": len(values),
+        "n": len(values),
         "min": ordered[0],
         "max": ordered[-1],
         "mean": round(statistics.fmean(values), 4),
         "median": statistics.median(values),
-        "p05": percentile(0.05),
-        "p95": percentile(0.95),
+        "p05": ordered[round(0.05 * last)],  # nearest rank
+        "p95": ordered[round(0.95 * last)],
     }
 
 
@@ -236,13 +90,9 @@ def _image_info(path: Path) -> dict:
         return {"error": "missing"}
     try:
         with Image.open(path) as image:
-            return {
-                "width": image.width,
-                "height": image.height,
-                "mode": image.mode,
-                "format": image.format,
-                "file_size": file_size,
-            }
+            return dict(
+                width=image.width, height=image.height, mode=image.mode, format=image.format, file_size=file_size
+            )
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return {"error": "unreadable", "file_size": file_size}
 
@@ -254,7 +104,6 @@ class _CaptionTally:
     words: Counter = field(default_factory=Counter)
     lengths: list[int] = field(default_factory=list)
     lengths_by_source: dict[str, list[int]] = field(default_factory=dict)
-    num_captions: int = 0
     distinct: set[str] = field(default_factory=set)
     category_images: Counter = field(default_factory=Counter)
     category_captions: Counter = field(default_factory=Counter)
@@ -266,39 +115,28 @@ def _tally_captions(rows: list[RISCRow]) -> _CaptionTally:
     keyword_sets = {name: set(keywords) for name, keywords in CATEGORIES.items()}
     for row in rows:
         image_words: set[str] = set()
-        for caption in row.captions:
-            if not caption:
-                continue
+        for caption in filter(None, row.captions):
             tokens = tokenize(caption)
-            tally.num_captions += 1
             tally.distinct.add(caption.lower())
             tally.words.update(tokens)
             tally.lengths.append(len(tokens))
             tally.lengths_by_source.setdefault(row.source, []).append(len(tokens))
             token_set = set(tokens)
             image_words |= token_set
-            for name, keywords in keyword_sets.items():
-                if token_set & keywords:
-                    tally.category_captions[name] += 1
-        for name, keywords in keyword_sets.items():
-            if image_words & keywords:
-                tally.category_images[name] += 1
+            tally.category_captions.update(name for name, keywords in keyword_sets.items() if token_set & keywords)
+        tally.category_images.update(name for name, keywords in keyword_sets.items() if image_words & keywords)
     return tally
 
 
 def _split_source_counts(rows: list[RISCRow]) -> dict:
     """Images per split, per source and per (split, source); splits in the usual order, unknown ones last."""
     by_split = Counter(row.split for row in rows)
-    by_source = Counter(row.source for row in rows)
-    by_split_source: dict[str, dict[str, int]] = {}
-    for row in rows:
-        by_split_source.setdefault(row.split, {}).setdefault(row.source, 0)
-        by_split_source[row.split][row.source] += 1
-    split_order = [s for s in SPLITS if s in by_split] + sorted(s for s in by_split if s not in SPLITS)
+    pairs = sorted(Counter((row.split, row.source) for row in rows).items())
+    split_order = ordered_splits(by_split)
     return {
         "by_split": {split: by_split[split] for split in split_order},
-        "by_source": dict(sorted(by_source.items())),
-        "by_split_source": {split: dict(sorted(by_split_source[split].items())) for split in split_order},
+        "by_source": dict(sorted(Counter(row.source for row in rows).items())),
+        "by_split_source": {split: {source: n for (s, source), n in pairs if s == split} for split in split_order},
     }
 
 
@@ -316,29 +154,6 @@ def _caption_length_stats(tally: _CaptionTally) -> dict:
         "mean_by_source": {
             source: round(statistics.fmean(v), 4) for source, v in sorted(tally.lengths_by_source.items())
         },
-    }
-
-
-def _vocabulary_stats(words: Counter, top_words: int) -> dict:
-    """Vocabulary size, also counting only words seen 5+ times (typos and rare names inflate the raw size)."""
-    return {
-        "size": len(words),
-        "size_min_count_5": sum(1 for count in words.values() if count >= 5),
-        "num_words": sum(words.values()),
-        "top_words": [[word, count] for word, count in words.most_common(top_words)],
-    }
-
-
-def _category_stats(tally: _CaptionTally, num_images: int) -> dict:
-    """Per category: its keywords (so the numbers can be read without the code), images and captions covered."""
-    return {
-        name: {
-            "keywords": CATEGORIES[name],
-            "images": tally.category_images[name],
-            "image_fraction": round(tally.category_images[name] / num_images, 4) if num_images else 0.0,
-            "captions": tally.category_captions[name],
-        }
-        for name in CATEGORIES
     }
 
 
@@ -362,20 +177,38 @@ def _image_stats(image_dir: Path, rows: list[RISCRow], num_threads: int | None) 
 
 
 def compute_stats(data_dir: str | os.PathLike, top_words: int = TOP_WORDS, num_threads: int | None = None) -> dict:
-    """All statistics of the RISC folder `data_dir` as a JSON-ready dict (see `docs/dataset.md` for the keys)."""
+    """All statistics of the RISC folder `data_dir` as a JSON-ready dict (see `docs/dataset.md` for the keys).
+
+    The vocabulary size is also given counting only words seen 5+ times (typos and rare names inflate the raw size);
+    each category lists its keywords, so that its numbers can be read without the code.
+    """
     data_dir = Path(data_dir)
     rows = read_captions_csv(data_dir)
     image_dir = find_image_dir(data_dir)
     tally = _tally_captions(rows)
+    words = tally.words
     return {
         "data_dir": str(data_dir),
         "num_images": len(rows),
-        "num_captions": tally.num_captions,
+        "num_captions": len(tally.lengths),
         "num_distinct_captions": len(tally.distinct),
         "counts": _split_source_counts(rows),
         "caption_length": _caption_length_stats(tally),
-        "vocabulary": _vocabulary_stats(tally.words, top_words),
-        "categories": _category_stats(tally, len(rows)),
+        "vocabulary": {
+            "size": len(words),
+            "size_min_count_5": sum(1 for count in words.values() if count >= 5),
+            "num_words": sum(words.values()),
+            "top_words": [[word, count] for word, count in words.most_common(top_words)],
+        },
+        "categories": {
+            name: {
+                "keywords": keywords,
+                "images": tally.category_images[name],
+                "image_fraction": round(tally.category_images[name] / len(rows), 4) if rows else 0.0,
+                "captions": tally.category_captions[name],
+            }
+            for name, keywords in CATEGORIES.items()
+        },
         "images": _image_stats(image_dir, rows, num_threads),
     }
 

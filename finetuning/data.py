@@ -1,6 +1,6 @@
-"""The splits of a run: one dataset of one task (a RISC folder for captions and scene classes, a COCO / PaliGemma
-JSONL folder for detection and counting) or a mixture of several, with subsets, the `all` caption expansion and row
-indices for scoring.
+"""The splits of a run: one dataset of one task (its rows from the folder of the task's `data_format`: a RISC-style
+captions folder, or a COCO / PaliGemma JSONL boxes folder) or a mixture of several, with subsets, each task's own
+rows (`Task.task_rows`) and row indices for scoring.
 
 A mixture (`mixture:` in the config, a list of `{task, dataset_dir, weight[, name]}`) trains on the datasets
 interleaved with sampling probabilities proportional to the weights (`datasets.interleave_datasets`, until every
@@ -17,7 +17,9 @@ import datasets
 
 from dataset_builder import load_risc
 from dataset_builder.detection import detection_classes, load_detection
-from tasks.count import count_rows
+from tasks import RunContext, get_task, task_names
+from tasks.base import BOXES_FORMAT
+from tasks.rows import distinct_rows  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -28,28 +30,9 @@ def _first(dataset: datasets.Dataset, count: int | None) -> datasets.Dataset:
     return dataset if count is None or count >= len(dataset) else dataset.select(range(count))
 
 
-def expand_captions(dataset: datasets.Dataset) -> datasets.Dataset:
-    """caption_choice "all": one row per (image, caption), the caption in a `caption` column (5 rows per image)."""
-
-    def explode(batch):
-        rows = {key: [] for key in (*batch.keys(), "caption")}
-        for index, captions in enumerate(batch["captions"]):
-            for caption in captions:
-                for key in batch:
-                    rows[key].append(batch[key][index])
-                rows["caption"].append(caption)
-        return rows
-
-    return dataset.map(explode, batched=True, batch_size=64, desc="one row per caption")
-
-
-TASK_KINDS = ("caption", "detect", "classify", "count")
-BOX_TASKS = ("detect", "count")  # the tasks whose rows are a detection dataset's
-
-
 @dataclass(frozen=True)
 class DatasetEntry:
-    """One dataset of a run: its name (the rows' `task`), its task kind, its folder and its sampling weight."""
+    """One dataset of a run: its name (the rows' `task`), its task's name, its folder and its sampling weight."""
 
     name: str
     task: str
@@ -79,8 +62,8 @@ def dataset_entries(data_args) -> list[DatasetEntry]:
                 + (f"; {unknown} are not entry keys" if unknown else "")
                 + "."
             )
-        if item["task"] not in TASK_KINDS:
-            raise ValueError(f"mixture entry {index}: task {item['task']!r} is not one of {TASK_KINDS}.")
+        if item["task"] not in task_names():
+            raise ValueError(f"mixture entry {index}: task {item['task']!r} is not one of {task_names()}.")
         weight = float(item.get("weight", 1.0))
         if weight <= 0:
             raise ValueError(f"mixture entry {index}: weight {weight} must be > 0 (a sampling weight).")
@@ -88,16 +71,20 @@ def dataset_entries(data_args) -> list[DatasetEntry]:
     names = [entry.name for entry in entries]
     if len(set(names)) != len(names):
         raise ValueError(f"mixture names {names} repeat: give entries of the same task distinct `name`s.")
-    if len({entry.dataset_dir for entry in entries if entry.task in BOX_TASKS}) > 1:
+    if len({entry.dataset_dir for entry in entries if data_format(entry) == BOXES_FORMAT}) > 1:
         raise ValueError(
-            "a mixture holds one detection dataset (for detect and count alike): merge the others into its "
-            "annotations first."
+            "a mixture holds one boxes dataset (for every task whose rows come from boxes): merge the others into "
+            "its annotations first."
         )
     return entries
 
 
+def data_format(entry: DatasetEntry) -> str:
+    return get_task(entry.task).data_format
+
+
 def _load_entry(entry: DatasetEntry, data_args) -> datasets.DatasetDict:
-    if entry.task in BOX_TASKS:
+    if data_format(entry) == BOXES_FORMAT:
         return load_detection(entry.dataset_dir, skip_invalid=data_args.skip_invalid)
     return load_risc(
         entry.dataset_dir,
@@ -113,34 +100,9 @@ def _entry_splits(entry: DatasetEntry, data_args) -> dict[str, datasets.Dataset]
     if missing:
         raise ValueError(f"{entry.dataset_dir}: no {missing} split ({entry.task} data needs train, val and test).")
     splits = {"train": _first(dataset["train"], data_args.max_train_samples)}
-    if entry.task == "caption" and data_args.caption_choice == "all":
-        splits["train"] = expand_captions(splits["train"])
     for split, count in (("val", data_args.max_eval_samples), ("test", data_args.max_test_samples)):
         splits[split] = _first(dataset[split], count)
-    if entry.task == "classify":
-        splits = {
-            split: scene_rows(rows, data_args.scene_pattern, entry.dataset_dir) for split, rows in splits.items()
-        }
-    if entry.task == "count":
-        classes = detection_classes(splits["train"])
-        splits = {split: count_rows(rows, classes) for split, rows in splits.items()}
-    return splits
-
-
-def scene_rows(split: datasets.Dataset, pattern: str, dataset_dir: str) -> datasets.Dataset:
-    """The caption rows whose file name names a scene (`tasks.classify.scene_of`), with that scene as `label`;
-    the others (RSICD's numbered images) are left out."""
-    from tasks.classify import scene_of
-
-    scenes = [scene_of(name, pattern) for name in split.select_columns(["filename"])["filename"]]
-    kept = [index for index, scene in enumerate(scenes) if scene is not None]
-    if split.num_rows and not kept:
-        raise ValueError(
-            f"{dataset_dir}: no file name matches scene_pattern {pattern!r} (e.g. {split[0]['filename']!r}). "
-            "Fix: give --scene_pattern a regex whose group 1 is the scene, e.g. '^([a-z]+)_\\d+\\.jpg$'."
-        )
-    logger.info("%s: %d of %d images name a scene", dataset_dir, len(kept), split.num_rows)
-    return split.select(kept).add_column("label", [scenes[index] for index in kept])
+    return get_task(entry.task).task_rows(splits, data_args, entry.dataset_dir)
 
 
 def task_row_features(classes: list[str]) -> datasets.Features:
@@ -179,10 +141,7 @@ def _as_task_rows(split: datasets.Dataset, entry: DatasetEntry, features: datase
     for column, values in missing.items():
         if column not in split.column_names:
             split = split.add_column(column, values, feature=features[column])
-    drop = [column for column in split.column_names if column not in features and column != "caption"]
-    split = split.remove_columns(drop)
-    if "caption" in split.column_names:  # caption_choice "all": each row's own caption stays
-        features = datasets.Features({**features, "caption": datasets.Value("string")})
+    split = split.remove_columns([column for column in split.column_names if column not in features])
     return split.select_columns(list(features)).cast(features)
 
 
@@ -190,22 +149,22 @@ def load_splits(data_args, seed: int = 0) -> datasets.DatasetDict:
     """train / val / test as the Trainer needs them; val and test carry `row_index` so each generated output is
     matched back to its image and references, also after a distributed gather.
 
-    A run of one caption dataset keeps the RISC rows as they are; detection and mixtures get task-tagged rows.
+    A run of one captions dataset keeps its rows as they are; boxes datasets and mixtures get task-tagged rows.
     """
     entries = dataset_entries(data_args)
+    if data_args.caption_choice == "all" and len(entries) > 1:
+        raise ValueError("caption_choice 'all' cannot mix with other datasets; use 'random' in a mixture.")
     per_entry = {entry.name: _entry_splits(entry, data_args) for entry in entries}
-    if len(entries) == 1 and entries[0].task == "caption":
+    if len(entries) == 1 and data_format(entries[0]) != BOXES_FORMAT:
         splits = dict(per_entry[entries[0].name])
     else:
-        detect = [entry for entry in entries if entry.task in BOX_TASKS]
-        classes = detection_classes(per_entry[detect[0].name]["train"]) if detect else []
+        boxes = [entry for entry in entries if data_format(entry) == BOXES_FORMAT]
+        classes = detection_classes(per_entry[boxes[0].name]["train"]) if boxes else []
         features = task_row_features(classes)
         tagged = {
             entry.name: {split: _as_task_rows(rows, entry, features) for split, rows in per_entry[entry.name].items()}
             for entry in entries
         }
-        if "caption" in {entry.task for entry in entries} and data_args.caption_choice == "all" and len(entries) > 1:
-            raise ValueError("caption_choice 'all' cannot mix with other datasets; use 'random' in a mixture.")
         weights = [entry.weight for entry in entries]
         trains = [tagged[entry.name]["train"] for entry in entries]
         splits = {
@@ -247,58 +206,15 @@ def rows_of(split: datasets.Dataset, name: str, tasks: list[str] | None = None) 
     return split.select([index for index, task in enumerate(tasks) if task == name])
 
 
-def distinct_rows(rows: datasets.Dataset, columns: tuple[str, ...]) -> datasets.Dataset:
-    """`rows` with each value of `columns` kept once, at its first row. A mixture's training split repeats the rows
-    of its smaller datasets (interleave_datasets, all_exhausted) as often as the weights ask; a baseline is a
-    statistic of the training data, which that repetition must not change."""
-    keys = zip(*(rows.select_columns([column])[column] for column in columns))
-    seen, keep = set(), []
-    for index, key in enumerate(keys):
-        if key not in seen:
-            seen.add(key)
-            keep.append(index)
-    return rows if len(keep) == len(rows) else rows.select(keep)
-
-
 def build_tasks(data_args, splits, processor, sbert_model: str | None = None) -> dict:
-    """name -> task object of a task-tagged run ({} for captions alone: the collators' own caption task)."""
-    from tasks import CaptionTask, ClassifyTask, CountTask, DetectTask
-    from tasks.classify import majority_class
-    from tasks.count import median_counts
-
-    entries = dataset_entries(data_args)
-    if len(entries) == 1 and entries[0].task == "caption":
-        return {}
-    choice = "first" if data_args.caption_choice == "all" else data_args.caption_choice
-    tasks = {}
-    for entry in entries:
-        if entry.task == "caption":
-            tasks[entry.name] = CaptionTask(data_args.prompt, choice, sbert_model=sbert_model)
-            continue
-        if entry.task == "classify":
-            rows = distinct_rows(rows_of(splits["train"], entry.name), ("filename",))
-            labels = rows.select_columns(["label"])["label"]
-            tasks[entry.name] = ClassifyTask(sorted(set(labels)), majority=majority_class(labels))
-            continue
-        if entry.task == "count":
-            rows = distinct_rows(rows_of(splits["train"], entry.name), ("filename", "label"))
-            rows = rows.select_columns(["label", "objects"])
-            classes = detection_classes(splits["train"])
-            tasks[entry.name] = CountTask(classes, medians=median_counts(rows, classes))
-            continue
-        task = DetectTask(detection_classes(splits["train"]))
-        longest = longest_suffix(task, rows_of(splits["train"], entry.name), processor)
-        task.generation = {"num_beams": 1, "max_new_tokens": longest + 8}  # greedy, room for the busiest image
-        tasks[entry.name] = task
-    return tasks
-
-
-def longest_suffix(task, rows: datasets.Dataset, processor) -> int:
-    """Tokens of the task's longest training target: how much room generation needs (every box of the busiest
-    image)."""
-    columns = rows.select_columns([column for column in task.row_columns if column in rows.column_names])
-    lengths = [len(processor.tokenizer(task.suffix(row), add_special_tokens=False).input_ids) for row in columns]
-    return max(lengths, default=1)
+    """{dataset name: its task object}, each built from its own training rows (`Task.for_run`)."""
+    train = splits.get("train")
+    columns = getattr(train, "column_names", ())  # none: a trainer built only to evaluate
+    run = RunContext(data_args, processor, detection_classes(train) if "objects" in columns else [], sbert_model)
+    return {
+        entry.name: get_task(entry.task).for_run(rows_of(train, entry.name) if "task" in columns else train, run)
+        for entry in dataset_entries(data_args)
+    }
 
 
 def images_per_source(split: datasets.Dataset) -> dict[str, int]:
@@ -308,26 +224,18 @@ def images_per_source(split: datasets.Dataset) -> dict[str, int]:
     return dict(sorted(Counter(source_of.values()).items()))
 
 
-def build_collators(processor, data_args, train_objective: str = "xent", tasks: dict | None = None) -> tuple:
-    """(training collator, evaluation collator) of a run: one caption per image by `caption_choice` (and the
-    augmentation) for cross-entropy training, the prompt alone and every reference for SCST; caption 1 for the loss
-    plus the prompt alone for generation for evaluation."""
-    from processing import TSNPaliGemmaEvalCollator, TSNPaliGemmaSCSTCollator, TSNPaliGemmaTrainCollator
+def build_collators(processor, data_args, train_objective: str, tasks: dict) -> tuple:
+    """(training collator, evaluation collator) of a run: each row's task writes its prefix and suffix (a caption
+    task: one caption per image by `caption_choice`, and the augmentation) for cross-entropy training, the prompt
+    alone and every reference for SCST; a fixed suffix for the loss plus the prompt alone for generation for
+    evaluation."""
+    from collators import TSNPaliGemmaEvalCollator, TSNPaliGemmaSCSTCollator, TSNPaliGemmaTrainCollator
 
-    evaluation = TSNPaliGemmaEvalCollator(
-        processor, prompt=data_args.prompt, max_length=data_args.max_length, tasks=tasks
-    )
+    first = next(iter(tasks.values()))  # the task of rows without a `task` column (a run of one dataset)
+    evaluation = TSNPaliGemmaEvalCollator(processor, task=first, max_length=data_args.max_length, tasks=tasks)
     if train_objective == "scst":
-        return TSNPaliGemmaSCSTCollator(processor, prompt=data_args.prompt, augment=data_args.augment), evaluation
-
-    # "all" rows already carry their own `caption`; the choice then does not matter.
-    choice = "first" if data_args.caption_choice == "all" else data_args.caption_choice
+        return TSNPaliGemmaSCSTCollator(processor, task=first, augment=data_args.augment), evaluation
     train = TSNPaliGemmaTrainCollator(
-        processor,
-        prompt=data_args.prompt,
-        caption_choice=choice,
-        max_length=data_args.max_length,
-        augment=data_args.augment,
-        tasks=tasks,
+        processor, task=first, max_length=data_args.max_length, augment=data_args.augment, tasks=tasks
     )
     return train, evaluation

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .arguments import on_cuda
+from .checks import on_cuda
 from .data import split_by_task
 from .model_setup import merged_dtype
 from .outputs import write_json, write_sample_grid

@@ -7,13 +7,15 @@ Model options cannot be Trainer arguments, so the search space suggests every va
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from transformers import PretrainedConfig
 
-from processing import processor_for_config
+from collators import processor_for_config
 
-from .arguments import parse_scales, resolve_strategy, resolved_config, write_config
+from .checks import parse_scales, resolve_strategy
+from .run_config import resolved_config, write_config
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,24 @@ def best_config(args, params: dict, output_dir: Path, base_crop_size: int | None
     )
 
 
+def search_objective(training) -> tuple[str, str, Callable[[dict], float]]:
+    """(metric name, Optuna direction, compute_objective): the metric the Trainer picks its best checkpoint by
+    (`metric_for_best_model`, read under its `eval_` prefix), maximized unless `greater_is_better` is False."""
+    name = training.metric_for_best_model or "loss"
+    key = name if name.startswith("eval_") else f"eval_{name}"
+    greater = not name.endswith("loss") if training.greater_is_better is None else training.greater_is_better
+
+    def compute_objective(metrics: dict) -> float:
+        if key not in metrics:
+            raise KeyError(
+                f"the HPO objective metric_for_best_model={name!r} ({key!r}) is not among the evaluation metrics "
+                f"{sorted(metrics)}. Fix: set --metric_for_best_model to one of them."
+            )
+        return metrics[key]
+
+    return name, "maximize" if greater else "minimize", compute_objective
+
+
 def run_search(args, splits, quantization: str) -> dict:
     """Run `args.run.hpo_trials` trials, write output_dir/best_config.yaml, return the best run."""
     from .model_setup import load_processor, load_training_model, unwrapped_model
@@ -102,12 +122,13 @@ def run_search(args, splits, quantization: str) -> dict:
     processor = load_processor(args.model, unwrapped_model(first).config)
     trainer = build_trainer(args, first, processor, splits, model_init=model_init)
     state["trainer"] = trainer
+    metric, direction, compute_objective = search_objective(training)
     training.activation_checkpointing = False  # the Trainer's flag only: trial models already have it
     best = trainer.hyperparameter_search(
         hp_space=hp_space,
-        compute_objective=lambda metrics: metrics["eval_cider"],
+        compute_objective=compute_objective,
         n_trials=args.run.hpo_trials,
-        direction="maximize",
+        direction=direction,
         backend="optuna",
     )
     output_dir = Path(training.output_dir)
@@ -115,6 +136,7 @@ def run_search(args, splits, quantization: str) -> dict:
         output_dir.mkdir(parents=True, exist_ok=True)
         values = best_config(args, best.hyperparameters, output_dir, base_crop_size)
         values["activation_checkpointing"] = bool(checkpointing)
-        write_config(values, output_dir / "best_config.yaml")
-        logger.info("Best trial %s (val CIDEr %.4f): %s", best.run_id, best.objective, output_dir / "best_config.yaml")
+        path = output_dir / "best_config.yaml"
+        write_config(values, path)
+        logger.info("Best trial %s (val %s %.4f): %s", best.run_id, metric, best.objective, path)
     return {"best_run": best.run_id, "objective": best.objective, "hyperparameters": best.hyperparameters}

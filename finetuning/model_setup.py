@@ -10,13 +10,13 @@ from typing import NamedTuple
 import torch
 from transformers import AutoProcessor
 
+from collators import processor_for_config
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
-from processing import processor_for_config
 from publishing.run_folder import describe_base
 from qlora import apply_lora, quantization_config
-from tasks.recorded import CONFIG_KEY, recorded_tasks
+from tasks import TASKS_CONFIG_KEY, run_records
 
-from .arguments import on_cuda, resolve_quantization, resolve_strategy
+from .checks import on_cuda, resolve_quantization, resolve_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def prepare_training_model(args, plan: TrainingPlan):
 def save_trained_model(args, trainer, processor, plan: TrainingPlan, output_dir: Path) -> Path:
     """merged/, the publishable full model (the best checkpoint's with load_best_model_at_end): for full / freeze
     the trained model itself, for LoRA the adapter (also kept in adapter/) merged into a full-precision base; its
-    config records the tasks it was trained on (`tasks.recorded`)."""
+    config records the tasks it was trained on (`tasks.registry`)."""
     merged_dir, dtype = output_dir / "merged", merged_dtype(args.model, args.training)
     trained = trainer.accelerator.unwrap_model(trainer.model)
     lora = plan.strategy not in ("full", "freeze")
@@ -192,7 +192,7 @@ def save_trained_model(args, trainer, processor, plan: TrainingPlan, output_dir:
             model = trained.to(dtype)
         model.generation_config = trainer.caption_generation_config
         # What inference.py --task reads back: each trained task's prompt, classes and decoding
-        setattr(model.config, CONFIG_KEY, recorded_tasks(trainer.tasks, args.data.prompt))
+        setattr(model.config, TASKS_CONFIG_KEY, run_records(trainer.tasks))
         model.save_pretrained(merged_dir)
         processor.save_pretrained(merged_dir)
     trainer.accelerator.wait_for_everyone()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from tasks import caption, classify, count, detect
+from tasks import get_task
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +32,11 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     return str(max(complete)[1]) if complete else None
 
 
-def write_sample_grid(records: list[dict], images: list, path: str | Path, task=None) -> Path:
-    """samples.png: each test image with what the task makes of its record (by default the caption task's: the
-    generated caption and its first reference; detection: the boxes drawn on the image)."""
-    from captioning import render_grid
-    from tasks import CaptionTask
+def write_sample_grid(records: list[dict], images: list, path: str | Path, task) -> Path:
+    """samples.png: each test image with what the task makes of its record (`Task.grid_entry`: a caption and its
+    first reference, the boxes drawn on the image, ...)."""
+    from images import render_grid
 
-    task = task or CaptionTask()
     pictures, texts = zip(*(task.grid_entry(record, image) for record, image in zip(records, images)))
     return render_grid(list(pictures), list(texts), path, columns=4, wrap=36)
 
@@ -64,7 +62,7 @@ def summary_table(output_dir: str | Path, summary: dict) -> str:
     lines.append(f"{'train loss':<22}{_number(first):>10}{_number(last):>10}")
     for label, before, after in _test_sections(results):
         lines.append(f"{label + 'loss':<22}{_number(before.get('loss')):>10}{_number(after.get('loss')):>10}")
-        names = _summary_names(after.get("overall", {}))
+        names = _summary_names(after)
         for name in names:
             values = (_number(part.get("overall", {}).get(name)) for part in (before, after))
             lines.append(f"{label + name:<22}" + "".join(f"{value:>10}" for value in values))
@@ -75,25 +73,15 @@ def summary_table(output_dir: str | Path, summary: dict) -> str:
     return "\n".join(lines)
 
 
-SUMMARY_NAMES = {
-    "caption": caption.SUMMARY_METRICS,
-    "detect": detect.SUMMARY_METRICS,
-    "classify": classify.SUMMARY_METRICS,
-    "count": count.SUMMARY_METRICS,
-}
-
-
-def _summary_names(overall: dict) -> tuple[str, ...]:
-    """The summary rows of one task's scores (the task told by `publishing.run_folder.task_kind`)."""
-    from publishing.run_folder import task_kind
-
-    return SUMMARY_NAMES[task_kind({"overall": overall})]
+def _summary_names(scores: dict) -> tuple[str, ...]:
+    """The summary rows of one task's scores: the metrics its task (named in the scores) lists."""
+    return get_task(scores["task"]).summary_metrics if "task" in scores else ()
 
 
 def _test_sections(results: dict):
     """(row label prefix, before, after) per task: one "test " section, or "test <task> " per mixture task."""
     before, after = results.get("baseline_test", {}), results.get("test", {})
-    if not after or "overall" in after or "loss" in after:
+    if not after or "task" in after:
         return [("test ", before, after)]
     return [(f"test {name} ", before.get(name, {}), part) for name, part in after.items()]
 
@@ -115,8 +103,8 @@ def objective_settings(objective) -> dict:
 def write_run_config(args, plan, summary: dict, model_config) -> None:
     """output_dir/finetune_config.yaml: the resolved arguments (finetune.py accepts the file back as is), the TSN
     settings the model actually got, and a first comment line with the strategy and the trainable count."""
-    from .arguments import resolved_config, write_config
     from .model_setup import tsn_settings
+    from .run_config import resolved_config, write_config
 
     training = args.training
     if training.process_index != 0:

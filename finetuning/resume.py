@@ -78,7 +78,7 @@ def resolved_tsn_options(args) -> dict:
 
 def training_settings(args) -> dict:
     """{name: value} of every argument that decides the trained weights, as plain JSON values."""
-    from .arguments import _plain
+    from .run_config import _plain
 
     settings = {}
     for group in (args.model, args.data, args.objective):

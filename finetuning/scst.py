@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from processing import decode_captions
 from tasks.likelihood import sequence_log_probs
 
 from .model_setup import unwrapped_model
@@ -124,9 +123,15 @@ def sample_captions(generator, inputs: dict, features: torch.Tensor, settings, g
     return sequences[:, inputs["input_ids"].shape[1] :]
 
 
-def scst_loss(model, inputs: dict, reward, processor, prompt: str, settings, stats: SCSTStats | None = None):
-    """The SCST loss of one batch (see the module docstring); `settings` has the objective's scst_* fields plus
-    `max_new_tokens`."""
+def decoded_texts(processor, tokens: torch.Tensor, task) -> list[str]:
+    """The task's reading (`Task.read`'s text: a caption cleaned) of each row of generated `tokens` (new tokens
+    only)."""
+    return [task.read(text, 0, 0)["text"] for text in processor.batch_decode(tokens, skip_special_tokens=True)]
+
+
+def scst_loss(model, inputs: dict, reward, processor, task, settings, stats: SCSTStats | None = None):
+    """The SCST loss of one batch (see the module docstring) for `task` (its reading of the sampled text is
+    rewarded); `settings` has the objective's scst_* fields plus `max_new_tokens`."""
     generator = unwrapped_model(getattr(model, "module", model))  # inside DDP and PEFT: `.model` has the encoder
     tokenizer = processor.tokenizer
     image_outputs = generator.model.get_image_features(inputs["pixel_values"])  # once per image, with gradients
@@ -134,12 +139,12 @@ def scst_loss(model, inputs: dict, reward, processor, prompt: str, settings, sta
     images, samples = features.shape[0], settings.scst_samples
     tokens = sample_captions(generator, inputs, features, settings)  # (B*k, T)
     lengths = caption_lengths(tokens, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    texts = decode_captions(processor, tokens, 0, prompt)  # `tokens` holds only the new tokens
+    texts = decoded_texts(processor, tokens, task)
     references = [refs for refs in inputs["references"] for _ in range(samples)]
     rewards = torch.tensor(reward(texts, references), dtype=torch.float32).view(images, samples)  # (B, k)
     if settings.scst_baseline == "greedy":
         greedy = sample_captions(generator, inputs, features, settings, greedy=True)
-        greedy_rewards = reward(decode_captions(processor, greedy, 0, prompt), inputs["references"])
+        greedy_rewards = reward(decoded_texts(processor, greedy, task), inputs["references"])
         baseline = torch.tensor(greedy_rewards, dtype=torch.float32)[:, None]
     else:
         baseline = mean_of_others_baseline(rewards)

@@ -126,9 +126,7 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         *args,
         eval_data_collator,
         caption_generation_config: GenerationConfig,
-        prompt: str,
-        tasks: dict | None = None,
-        sbert_model: str | None = None,
+        tasks: dict,
         scst=None,
         objective: dict | None = None,
         **kwargs,
@@ -144,13 +142,9 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator
         self.caption_generation_config = caption_generation_config
-        self.prompt = prompt
-        from tasks import CaptionTask
-
-        # evaluation scores against all references
-        self.caption_task = CaptionTask(prompt, caption_choice="first", sbert_model=sbert_model)
-        self.tasks = tasks or {}  # name -> task of a mixture's rows (their `task` column)
-        self.eval_task = self.caption_task  # the task of the split being evaluated
+        self.tasks = tasks  # dataset name -> its task (a mixture's rows name theirs in a `task` column)
+        self.default_task = next(iter(tasks.values()))  # the task of rows without a `task` column
+        self.eval_task = self.default_task  # the task of the split being evaluated
         self.scst = scst  # (SCSTSettings, reward) when train_objective is scst
         self.scst_stats = SCSTStats()
         self.objective = objective
@@ -172,7 +166,9 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if "references" in inputs:  # an SCST training batch (TSNPaliGemmaSCSTCollator)
             settings, reward = self.scst
-            loss = scst_loss(model, inputs, reward, self.processing_class, self.prompt, settings, self.scst_stats)
+            loss = scst_loss(
+                model, inputs, reward, self.processing_class, self.default_task, settings, self.scst_stats
+            )
             return (loss, None) if return_outputs else loss
         inputs = {key: value for key, value in inputs.items() if key not in (*GENERATION_KEYS, "row_index")}
         if "labels" in inputs:  # the LM head runs only where the loss reads
@@ -229,7 +225,7 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         would receive the row indices as `label_ids`); evaluate() passes prediction_loss_only=True when there is
         no such callback, so only `args.prediction_loss_only` decides.
         """
-        self.eval_task = task_of_split(dataloader.dataset, self.tasks, self.caption_task)
+        self.eval_task = task_of_split(dataloader.dataset, self.tasks, self.default_task)
         output = super().evaluation_loop(
             dataloader, description, self.args.prediction_loss_only, ignore_keys, metric_key_prefix
         )
@@ -266,7 +262,7 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
                 handle.write(json.dumps(record) + "\n")
         results_path = output_dir / "eval_results.json"
         results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-        entry = {"loss": loss, "num_samples": len(records), **scores}
+        entry = {"task": self.eval_task.name, "loss": loss, "num_samples": len(records), **scores}
         if self.state.global_step:
             entry["step"] = self.state.global_step
         if task is None:
@@ -319,9 +315,7 @@ def build_trainer(args, model, processor, splits, callbacks=None, model_init=Non
         eval_data_collator=eval_collator,
         processing_class=processor,
         caption_generation_config=caption_generation_config(model, args.generation),
-        prompt=args.data.prompt,
         tasks=tasks,
-        sbert_model=args.run.sbert_model,
         scst=scst,
         objective=objective_settings(args.objective) if args.training.do_train else None,
         callbacks=callbacks,

@@ -12,6 +12,7 @@ makes it start in ~1-2 s instead of ~10 s.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _paraphrase
 from ._java import FAST_JVM_FLAGS, meteor_dir, require_java
+from ._paraphrase import candidate_words, load_index
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +116,8 @@ class _MeteorProcess:
         self._writer.join()
         self._reader.join()
         for stream in (self.process.stdin, self.process.stdout):
-            try:
+            with contextlib.suppress(OSError):  # the broken pipe's last flush
                 stream.close()
-            except OSError:  # the broken pipe's last flush
-                pass
         self._stderr.close()
 
 
@@ -155,12 +154,12 @@ class MeteorJob:
     def _paraphrase_option(self, sentences: list[str]) -> list[str]:
         table = meteor_dir() / "data" / "paraphrase-en.gz"
         try:
-            index = _paraphrase.load_index(table)
+            index = load_index(table)
         except (OSError, ValueError, MemoryError) as error:  # e.g. a read-only cache: the full table still works
             logger.warning("METEOR uses its full paraphrase table (~10 s to load): no index (%s)", error)
             return []
         subset = Path(self._workdir.name) / "paraphrase-subset.gz"
-        kept = index.write_subset(_paraphrase.candidate_words(sentences), subset)
+        kept = index.write_subset(candidate_words(sentences), subset)
         logger.debug("METEOR paraphrase table cut to %d entries", kept)
         return ["-a", str(subset)]
 

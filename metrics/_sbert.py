@@ -118,8 +118,7 @@ def sbert_similarity(
     model: a local folder, a Hub id (needs network access or the Hub cache) or a loaded `SentenceTransformer`.
     batch_size: sentences per forward pass. device: where a model given by folder or id is loaded (None:
     sentence-transformers' choice, CUDA when available); a loaded `SentenceTransformer` stays where it is.
-    per_caption[i] is the mean over references[i] of cos(embedding(predictions[i]), embedding(reference)), and
-    sbert_sim the mean of per_caption; values in [-1, 1]. Each distinct sentence is encoded once.
+    Each distinct sentence is encoded once.
     """
     predictions, references, _ = check_inputs(predictions, references)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

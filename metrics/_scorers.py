@@ -104,8 +104,9 @@ class CaptionScorer:
         return float(np.mean(np.array([self._rouge_caption(hyp, references) for hyp, references in zip(hyps, refs)])))
 
     def cider_d(self, hyps: list[str], refs: list[list[str]]) -> float:
-        """CIDEr-D, idf from these references only (pycocoevalcap CiderScorer)."""
-        return _cider_d(hyps, refs, self.ngrams)
+        """CIDEr-D, idf from these references only (pycocoevalcap CiderScorer): the mean over the images."""
+        idf, log_reference_count = cider_idf(refs, self.ngrams)
+        return float(np.mean(np.array(cider_d_scores(hyps, refs, self.ngrams, idf, log_reference_count))))
 
 
 def _lcs_length(masks: dict[str, int], length: int, tokens: list[str]) -> int:
@@ -166,9 +167,3 @@ def cider_d_scores(hyps: list[str], refs: list[list[str]], ngrams, idf: dict, lo
         # mean over n (numpy's order for 4 values), over references, times 10
         scores.append((((total[0] + total[1]) + total[2]) + total[3]) / _MAX_N / len(references) * 10.0)
     return scores
-
-
-def _cider_d(hyps: list[str], refs: list[list[str]], ngrams) -> float:
-    """pycocoevalcap's Cider: idf from the scored set's own references, the mean over its images."""
-    idf, log_reference_count = cider_idf(refs, ngrams)
-    return float(np.mean(np.array(cider_d_scores(hyps, refs, ngrams, idf, log_reference_count))))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import nullcontext
 
 from ._inputs import check_inputs
 from ._java import require_java
@@ -71,9 +72,8 @@ def caption_metrics(
 def _tokenized_sets(predictions, references, groups, tokenizer) -> dict:
     """{None: (hyps, refs) of the whole set, group: (hyps, refs) of each group}, PTB-tokenized."""
     indices = {None: list(range(len(predictions)))}  # None: the whole set; then each group alone
-    if groups is not None:
-        for i, group in enumerate(groups):
-            indices.setdefault(group, []).append(i)
+    for i, group in enumerate(groups or []):
+        indices.setdefault(group, []).append(i)
     # coco-caption tokenizes a set's references and its predictions as two files, and a caption's tokens can depend
     # on the caption after it, so each set (the whole, each group) gets its own two streams: one tokenizer call.
     streams = []
@@ -90,8 +90,7 @@ def _tokenized_sets(predictions, references, groups, tokenizer) -> dict:
 def _score_sets(sets: dict, metrics: list[str]) -> dict:
     """{set name: {score name: value}}; METEOR's Java process runs while the Python scorers work."""
     scores: dict = {name: {} for name in sets}
-    meteor = MeteorJob(sets) if "meteor" in metrics else None
-    try:
+    with MeteorJob(sets) if "meteor" in metrics else nullcontext() as meteor:
         scorer = CaptionScorer()
         for name, (hyps, refs) in sets.items():
             if "bleu" in metrics:
@@ -103,9 +102,6 @@ def _score_sets(sets: dict, metrics: list[str]) -> dict:
         if meteor is not None:
             for name, value in meteor.scores().items():
                 scores[name]["meteor"] = value
-    finally:
-        if meteor is not None:
-            meteor.close()
     return scores
 
 

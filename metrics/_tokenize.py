@@ -19,6 +19,7 @@ import logging
 import re
 import subprocess
 import tempfile
+from itertools import islice
 from pathlib import Path
 
 from ._java import FAST_JVM_FLAGS, java_executable, ptb_jar, require_java
@@ -126,11 +127,8 @@ def ptb_tokenize_streams(streams: list[list[str]], backend: str = "auto") -> lis
 
 def regroup(flat: list[str], sizes: list[int]) -> list[list[str]]:
     """Undo the flattening of per-image reference lists (tokenized as one stream): runs of `sizes` items."""
-    groups, start = [], 0
-    for size in sizes:
-        groups.append(flat[start : start + size])
-        start += size
-    return groups
+    items = iter(flat)
+    return [list(islice(items, size)) for size in sizes]
 
 
 def ptb_tokenize(sentences: list[str], backend: str = "auto") -> list[str]:

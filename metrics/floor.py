@@ -9,14 +9,13 @@ one reported.
 
 from __future__ import annotations
 
-import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 import numpy as np
 
-from ._scorers import _CIDER_SIGMA, _MAX_N, CaptionScorer
+from ._scorers import _CIDER_SIGMA, _MAX_N, CaptionScorer, cider_idf
 from ._suite import caption_metrics
-from ._tokenize import ptb_tokenize
+from ._tokenize import ptb_tokenize, regroup
 
 
 class ConstantCiderIndex:
@@ -24,11 +23,7 @@ class ConstantCiderIndex:
 
     def __init__(self, refs: list[list[str]]):
         self.ngrams = CaptionScorer().ngrams
-        document_frequency: Counter = Counter()
-        for references in refs:
-            document_frequency.update({ngram for reference in references for ngram in self.ngrams(reference)})
-        self.log_count = math.log(float(len(refs)))
-        self.idf = {ngram: self.log_count - math.log(df) for ngram, df in document_frequency.items()}
+        self.idf, self.log_count = cider_idf(refs, self.ngrams)
         flat = [(image, reference) for image, references in enumerate(refs) for reference in references]
         self.ref_norms = np.zeros((len(flat), _MAX_N))  # (R, 4) tf-idf norm per n-gram order
         self.ref_lengths = np.zeros(len(flat))  # (R,) 2-gram count, coco-caption's "length"
@@ -74,8 +69,8 @@ def constant_caption_floor(candidates: list[str], references: list[list[str]], e
     distinct = list(dict.fromkeys(candidates))
     if not distinct or not references:
         raise ValueError("constant_caption_floor needs at least one candidate and one image with references.")
-    tokenized_refs = iter(ptb_tokenize([ref for refs in references for ref in refs]))
-    index = ConstantCiderIndex([[next(tokenized_refs) for _ in refs] for refs in references])
+    tokenized_refs = ptb_tokenize([ref for refs in references for ref in refs])
+    index = ConstantCiderIndex(regroup(tokenized_refs, [len(refs) for refs in references]))
     approximate = [index.score(sentence) for sentence in ptb_tokenize(distinct)]
     shortlist = [distinct[i] for i in np.argsort(approximate)[::-1][:exact_top]]
     exact = {

@@ -22,13 +22,6 @@ def choose_layers(
     return sorted(order[:num_layers_to_remove])
 
 
-def _renumber(layer: torch.nn.Module, index: int) -> None:
-    """Attention modules index the KV cache by `layer_idx`: kept layers get their new positions."""
-    for module in layer.modules():
-        if hasattr(module, "layer_idx"):
-            module.layer_idx = index
-
-
 def remove_layers(model, text: list[int] = (), vision: list[int] = ()):
     """Drop the given original layer indices of the language model and of SigLIP; returns the same model."""
     config = model.config
@@ -39,8 +32,10 @@ def remove_layers(model, text: list[int] = (), vision: list[int] = ()):
         layers = decoder_layers(model, part)
         kept = [index for index in range(len(layers)) if index not in set(removed)]
         new_layers = torch.nn.ModuleList(layers[index] for index in kept)
-        for position, layer in enumerate(new_layers):
-            _renumber(layer, position)
+        for position, layer in enumerate(new_layers):  # attention modules index the KV cache by `layer_idx`
+            for module in layer.modules():
+                if hasattr(module, "layer_idx"):
+                    module.layer_idx = position
         parent = model.model.language_model if part == "text" else model.model.vision_tower.encoder
         parent.layers = new_layers
         part_config.num_hidden_layers = len(kept)

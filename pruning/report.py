@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from captioning import load_model
+from inference_core import load_model
 
 from .remove import choose_layers, remove_layers
 
@@ -30,19 +30,8 @@ def run_finetune(config: str, model_dir: Path, output_dir: Path, dataset_dir: st
     if "test" in finished:
         logger.info("Reusing the finished run in %s", output_dir)
         return finished["test"]["overall"]
-    command = [
-        sys.executable,
-        str(REPO_ROOT / "finetune.py"),
-        config,
-        "--model_name_or_path",
-        str(model_dir),
-        "--output_dir",
-        str(output_dir),
-        "--dataset_dir",
-        dataset_dir,
-        "--do_train",
-        str(train).lower(),
-    ]
+    command = [sys.executable, str(REPO_ROOT / "finetune.py"), config, "--model_name_or_path", str(model_dir)]
+    command += ["--output_dir", str(output_dir), "--dataset_dir", dataset_dir, "--do_train", str(train).lower()]
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     if completed.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
@@ -107,21 +96,14 @@ def write_report(args, model, processor, scores: dict) -> list[dict]:
         cost = measure_characteristics(
             model, processor, images, prompt=args.prompt, num_images=len(images), fixed_length=True
         )
-        row = {
-            "k": k,
-            "removed": removed,
-            "parameters": cost["total_parameters"],
-            "gflops_per_caption": cost["gflops_per_caption"],
-            "latency_ms_mean": cost["latency_ms_mean"],
-        }
-        row["before"] = run_finetune(
-            args.heal_config, model_dir, output_dir / f"k{k}" / "before", args.dataset_dir, train=False
-        )
+        row = {"k": k, "removed": removed, "parameters": cost["total_parameters"]}
+        row |= {key: cost[key] for key in ("gflops_per_caption", "latency_ms_mean")}
         # k = 0 heals too: the same extra training on the unpruned model is the control that separates what
         # pruning costs from what the healing recipe itself does.
-        row["healed"] = run_finetune(
-            args.heal_config, model_dir, output_dir / f"k{k}" / "healed", args.dataset_dir, train=True
-        )
+        for stage, train in (("before", False), ("healed", True)):
+            row[stage] = run_finetune(
+                args.heal_config, model_dir, output_dir / f"k{k}" / stage, args.dataset_dir, train=train
+            )
         rows.append(row)
         logger.info("k=%d: %s", k, row)
     (output_dir / "pruning_report.json").write_text(json.dumps({"block_influence": scores, "rows": rows}, indent=2))

@@ -1,46 +1,13 @@
-"""The rows of the model card's tables, formatted and escaped for Markdown: TSN settings, results, training recipe,
-cost and example captions. Values that are local paths never reach a row."""
+"""The rows of the model card's tables that no task owns, formatted and escaped for Markdown: TSN settings, training
+recipe and cost (each task writes its own results: `Task.card_values`). Values that are local paths never reach a
+row."""
 
-from pathlib import Path
 from typing import Any
 
-from tasks.classify import PROMPT as CLASSIFY_PROMPT
-from tasks.count import COUNT_TEMPLATE
+from tasks.card_text import cell, number
 
 from .paths import looks_like_local_path
 
-METRIC_NAMES = {
-    "bleu_1": "BLEU-1",
-    "bleu_2": "BLEU-2",
-    "bleu_3": "BLEU-3",
-    "bleu_4": "BLEU-4",
-    "meteor": "METEOR",
-    "rouge_l": "ROUGE-L",
-    "cider": "CIDEr",
-    "sbert_sim": "SBERT sim",
-    "ap": "AP@[.5:.95]",
-    "ap50": "AP50",
-    "ap75": "AP75",
-    "count_mae": "count MAE",
-    "accuracy": "accuracy",
-    "majority_accuracy": "majority-class accuracy",
-    "mae": "MAE",
-    "median_accuracy": "median-count accuracy",
-    "median_mae": "median-count MAE",
-}
-# Scene and counting answers: the model-index task of each, and the scores it lists
-ANSWER_TASKS = {
-    "classify": ("image-classification", "Scene classification"),
-    "count": ("visual-question-answering", "Counting"),
-}
-ANSWER_METRICS = {
-    "classify": ("accuracy", "majority_accuracy"),
-    "count": ("accuracy", "mae", "median_accuracy", "median_mae"),
-}
-ANSWER_HEADER = ["task", "prompt", "test questions", "accuracy", "MAE", "trivial baseline", "its accuracy", "its MAE"]
-DETECTION_METRICS = ("ap", "ap50", "ap75", "count_mae")
-DETECTION_HEADER = ["set", "images", "boxes", "AP@[.5:.95]", "AP50", "AP75", "count MAE"]
-SOURCE_NAMES = {"NWPU": "NWPU-Captions", "RSICD": "RSICD", "UCM": "UCM-Captions", "SYDNEY": "Sydney-Captions"}
 INTEGRATIONS = {
     "enhanced": "segment features are fused into every projected SigLIP image token (each token combines the "
     "segments whose crop covers its patch); the language model sees the usual number of image tokens",
@@ -78,21 +45,10 @@ QUANTIZED_BASES = {
 }
 
 
-FEW_IMAGES = 30  # a score over fewer images is marked: its n-gram statistics come from those images alone
-
-
 def image_size(config: dict) -> str:
     """ "128x128 px": the processor's resize target (what the model sees), else the vision config's image size."""
     height, width = config.get("processor_image_size") or [(config.get("vision_config") or {}).get("image_size")] * 2
     return f"{height}x{width} px" if height else "-"
-
-
-def number(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def significant(value: Any) -> str:
@@ -109,11 +65,6 @@ def count(value: Any) -> str:
         if value >= limit:
             return f"{value / limit:.2f} {suffix}"
     return str(value)
-
-
-def cell(value: Any) -> str:
-    """A Markdown table cell: pipes escaped, one line."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def setting_cell(value: Any) -> str:
@@ -181,148 +132,6 @@ def tsn_rows(config: dict) -> list[tuple[str, str]]:
     return [(label, setting_cell(value)) for label, value in rows]
 
 
-def metric_keys(overall: dict) -> list[str]:
-    return [key for key in METRIC_NAMES if key in overall] + [key for key in overall if key not in METRIC_NAMES]
-
-
-def results_rows(eval_results: dict, baseline: dict | None, counts: dict[str, int]) -> list[list[str]]:
-    """Test overall, then each source, each followed by its zero-shot row; val overall last."""
-    test, baseline = eval_results["test"], baseline or {}
-    keys = metric_keys(test["overall"])
-    rows = []
-
-    def add(label: str, scores: dict | None, images: Any) -> None:
-        if scores:
-            few = isinstance(images, int) and images < FEW_IMAGES
-            rows.append([label, f"{images} (few)" if few else str(images), *(number(scores.get(key)) for key in keys)])
-
-    overall_count = test.get("num_samples") or sum(counts.values()) or "-"
-    add("**test, all sources**", test["overall"], overall_count)
-    add("zero-shot base", baseline.get("overall"), baseline.get("num_samples") or overall_count)
-    for group, scores in (test.get("groups") or {}).items():
-        add(f"**test, {SOURCE_NAMES.get(group, group)}**", scores, counts.get(group, "-"))
-        add("zero-shot base", (baseline.get("groups") or {}).get(group), counts.get(group, "-"))
-    if isinstance(eval_results.get("val"), dict):
-        add("val, all sources", eval_results["val"].get("overall"), eval_results["val"].get("num_samples") or "-")
-    return rows
-
-
-def what_text(captions: bool, detection: bool, answers=()) -> str:
-    """What the model is, for the card's first line."""
-    parts = (["captioner"] if captions else []) + (["object detector"] if detection else [])
-    parts += [{"classify": "scene classifier", "count": "object counter"}[kind] for kind in dict.fromkeys(answers)]
-    if len(parts) == 1 and not captions:
-        return f"An aerial {parts[0]}"
-    parts = parts or ["captioner"]
-    return "An aerial-image " + (", ".join(parts[:-1]) + " and " if len(parts) > 1 else "") + parts[-1]
-
-
-def detection_prompt(test: dict) -> str:
-    """The detection prefix the model was scored with: every class, in the dataset's order."""
-    return "detect " + " ; ".join(test.get("groups") or {})
-
-
-def detection_rows(results: dict) -> list[list[str]]:
-    """Test overall, then each class (AP, AP50, count MAE; AP75 overall only); val overall last."""
-    test = results["test"]
-    images = test.get("num_samples") or "-"
-    overall = test["overall"]
-    rows = [
-        [
-            "**test, all classes**",
-            str(images),
-            str(overall.get("boxes", "-")),
-            *(number(overall.get(key)) for key in DETECTION_METRICS),
-        ]
-    ]
-    for name, scores in (test.get("groups") or {}).items():
-        rows.append(
-            [
-                cell(name),
-                str(images),
-                str(scores.get("boxes", "-")),
-                number(scores.get("ap")),
-                number(scores.get("ap50")),
-                "-",
-                number(scores.get("count_mae")),
-            ]
-        )
-    val = results.get("val")
-    if isinstance(val, dict) and isinstance(val.get("overall"), dict):
-        val_overall = val["overall"]
-        rows.append(
-            [
-                "val, all classes",
-                str(val.get("num_samples") or "-"),
-                str(val_overall.get("boxes", "-")),
-                *(number(val_overall.get(key)) for key in DETECTION_METRICS),
-            ]
-        )
-    return rows
-
-
-def answer_rows(views: list[dict]) -> list[list[str]]:
-    """One row per scene or counting task: its prompt, test scores and its trivial baseline's (the majority class;
-    the training median count of the class asked about)."""
-    rows = []
-    for view in views:
-        overall = view["results"]["test"]["overall"]
-        if view["kind"] == "classify":
-            row = ["scene", f"`{CLASSIFY_PROMPT}`", overall.get("images"), overall.get("accuracy"), None]
-            row += ["majority class", overall.get("majority_accuracy"), None]
-        else:
-            row = ["count", f"`{COUNT_TEMPLATE.format('<classes>')}`", overall.get("questions")]
-            row += [overall.get("accuracy"), overall.get("mae"), "median count per class"]
-            row += [overall.get("median_accuracy"), overall.get("median_mae")]
-        rows.append([number(value) for value in row])
-    return rows
-
-
-TASK_HEADER = ["task", "prompt", "test score", "its baseline"]
-
-
-def task_rows(caption_prompt: str, caption: dict | None, detection: dict | None, answers: list[list]) -> list[list]:
-    """One row per task of a multi-task model: its prompt, its headline test score and the baseline beside it (the
-    model before this training for captions, when the run scored it; no boxes for detection; the trivial answer for
-    the questions, from their `answer_rows`)."""
-    rows = []
-    if caption:
-        before = (caption.get("baseline") or {}).get("overall") or {}
-        cider = caption["results"]["test"]["overall"].get("cider")
-        rows.append(["caption", f"`{caption_prompt}`", f"CIDEr {number(cider)}", _before_text(before.get("cider"))])
-    if detection:
-        test = detection["results"]["test"]["overall"]
-        score = f"AP {number(test.get('ap'))}, AP50 {number(test.get('ap50'))}"
-        rows.append(["detect", f"`{detection_prompt(detection['results']['test'])}`", score, "no boxes: AP 0"])
-    for row in answers:
-        task, prompt, _, accuracy, mae, baseline, its_accuracy, its_mae = row
-        score = f"accuracy {accuracy}" + (f", MAE {mae}" if mae != "-" else "")
-        base = f"{baseline}: accuracy {its_accuracy}" + (f", MAE {its_mae}" if its_mae != "-" else "")
-        rows.append([task, prompt, score, base])
-    return rows
-
-
-def _before_text(cider) -> str:
-    return "-" if cider is None else f"before this training: CIDEr {number(cider)}"
-
-
-def detection_examples(predictions: list[dict]) -> list[tuple[str, ...]]:
-    """The first test images: boxes found per class against the references."""
-    rows = []
-    for record in predictions[:4]:
-        found = ", ".join(f"{n} {label}" for label, n in _label_counts(record.get("boxes") or []).items()) or "none"
-        truth = ", ".join(f"{n} {label}" for label, n in _label_counts(record.get("references") or []).items())
-        rows.append(tuple(cell(v) for v in (Path(str(record.get("image", "-"))).name, found, truth or "none")))
-    return rows
-
-
-def _label_counts(objects: list[dict]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in objects:
-        counts[item["label"]] = counts.get(item["label"], 0) + 1
-    return counts
-
-
 def training_rows(finetune_config: dict, base_text: str, trainable: int | None) -> list[tuple[str, str]]:
     rows = [("base model", cell(base_text)), ("method", cell(method_text(finetune_config)))]
     if trainable:
@@ -361,14 +170,3 @@ def cost_note(characteristics: dict) -> str:
         f"{get('max_new_tokens', '-')} new tokens; the median of {get('repeats', 1)} round(s) over "
         f"{get('num_images', '-')} test images after one warm-up call. Measured on {machine}{load}."
     )
-
-
-def example_rows(predictions: list[dict]) -> list[tuple[str, ...]]:
-    rows = []
-    for record in predictions[:4]:
-        image = Path(str(record.get("image", "-"))).name
-        reference = (record.get("references") or ["-"])[0]
-        rows.append(
-            tuple(cell(v) for v in (image, record.get("source", "-"), record.get("prediction", ""), reference))
-        )
-    return rows

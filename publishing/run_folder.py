@@ -156,35 +156,21 @@ def task_results(eval_results: dict, split: str = "test") -> dict[str | None, di
     return {name: entry for name, entry in scores.items() if isinstance(entry, dict) and "overall" in entry}
 
 
-def is_detection(scores: dict) -> bool:
-    """Detection scores (COCO AP) rather than caption scores."""
-    return "ap" in scores.get("overall", {})
-
-
-# The task a result belongs to, told by a key only that task's scorer writes (captions: none of these).
-TASK_KEYS = (("detect", "ap"), ("count", "mae"), ("classify", "majority_accuracy"))
-HEADLINE_METRICS = {
-    "caption": ("bleu_4", "meteor", "rouge_l", "cider"),
-    "detect": ("ap", "ap50"),
-    "classify": ("accuracy", "majority_accuracy"),
-    "count": ("accuracy", "mae", "median_accuracy", "median_mae"),
-}
-
-
-def task_kind(scores: dict) -> str:
-    """caption, detect, classify or count: which task's scorer wrote `scores`."""
-    overall = scores.get("overall", {})
-    return next((kind for kind, key in TASK_KEYS if key in overall), "caption")
-
-
 def read_test_results(output_dir: Path) -> dict:
     """eval_results.json, checked to hold the test scores a card and a commit description need."""
     path = output_dir / "eval_results.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path.name} is missing in the output_dir; run finetune.py first.")
     eval_results = read_json(path)
-    if not task_results(eval_results):
+    results = task_results(eval_results)
+    if not results:
         raise ValueError(
             f"{path.name} has no test scores ('test': {{'overall': ...}}); rerun finetune.py with do_predict."
+        )
+    unnamed = [name or "test" for name, scores in results.items() if "task" not in scores]
+    if unnamed:
+        raise ValueError(
+            f"{path.name}: the test scores of {unnamed} do not name their task ('task': 'caption', ...); rerun "
+            "finetune.py with --do_train false on the model to rescore it."
         )
     return eval_results

@@ -9,19 +9,13 @@ from importlib.metadata import version
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# app.py and what it imports: generation and image reading, the processor helpers, the tasks
+# app.py and what it imports: the inference core, image reading, the collators' processor helpers, every task
 SPACE_CODE_FILES = (
     "app.py",
-    "captioning.py",
-    "processing.py",
-    "tasks/__init__.py",
-    "tasks/caption.py",
-    "tasks/classify.py",
-    "tasks/count.py",
-    "tasks/detect.py",
-    "tasks/likelihood.py",
-    "tasks/loc_codec.py",
-    "tasks/recorded.py",
+    "inference_core.py",
+    "images.py",
+    "collators.py",
+    *sorted(f"tasks/{path.name}" for path in (REPO_ROOT / "tasks").glob("*.py")),
 )
 
 

@@ -6,9 +6,11 @@ from pathlib import Path
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
+from tasks import get_task
+
 from .checks import PublishError, check_export_dir, check_output_dir, check_repo_id, preflight
 from .export import build_export, export_folder
-from .run_folder import HEADLINE_METRICS, read_test_results, task_kind, task_results
+from .run_folder import read_test_results, task_results
 from .space import space_files
 
 # The HTTP client's base error and OSError (huggingface_hub >= 1 raises httpx's): status errors, refused connections
@@ -77,19 +79,16 @@ def upload(
         ) from error
 
 
-COMMIT_LABELS = {"caption": "coco-caption", "detect": "COCO", "classify": "scenes", "count": "counting"}
-
-
 def _commit_texts(output_dir: Path, adapter_only: bool, commit_message: str | None) -> tuple[str, str]:
     what = "LoRA adapter + segment encoder" if adapter_only else "merged model"
     parts = []
     for name, entry in task_results(read_test_results(output_dir)).items():
-        kind = task_kind(entry)
+        task = get_task(entry["task"])
         overall = entry["overall"]
         scores = ", ".join(
-            f"{key} {overall[key]:.4f}" for key in HEADLINE_METRICS[kind] if isinstance(overall.get(key), (int, float))
+            f"{key} {overall[key]:.4f}" for key in task.headline_metrics if isinstance(overall.get(key), (int, float))
         )
-        label = COMMIT_LABELS[kind] + (f", {name}" if name else "")
+        label = task.name + (f", {name}" if name else "")
         if scores:
             parts.append(f"Test scores ({label}): {scores}.")
     message = commit_message or f"Upload TSN-PaliGemma {what} (push_to_hub.py)"

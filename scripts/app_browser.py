@@ -114,7 +114,7 @@ def caption_in_page(
     detect_classes: str | None = None,
 ) -> tuple[str, str]:
     """Open the app, upload `images`, set beams and length (and, with `detect_classes`, the detect task and its
-    classes), press Caption; returns (results text, message text)."""
+    classes), press Run; returns (results text, message text)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -138,7 +138,7 @@ def caption_in_page(
         classes.send_keys(detect_classes)
     # The file list shows every uploaded name (stem and suffix on two lines) once the upload has finished.
     wait.until(lambda d: all(Path(image).stem in d.find_element(By.ID, "images").text for image in images))
-    driver.find_element(By.CSS_SELECTOR, "#caption").click()
+    driver.find_element(By.CSS_SELECTOR, "#run").click()
     captions = driver.find_element(By.CSS_SELECTOR, "#captions textarea")
     message = driver.find_element(By.ID, "message")
     wait.until(lambda d: captions.get_attribute("value") or message.text.strip())

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from captioning import caption_images, load_model
 from command_line import parse_command_line
 from dataset_builder import load_risc
+from inference_core import caption_images, load_model
 from metrics import caption_metrics
 
 

@@ -24,10 +24,10 @@ import sentencepiece
 import torch
 from transformers import GemmaTokenizer, PaliGemmaProcessor, SiglipImageProcessor
 
+from collators import processor_for_config
 from command_line import parse_command_line
 from configuration_tsn_paligemma import TSNPaliGemmaConfig
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
-from processing import processor_for_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

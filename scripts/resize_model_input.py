@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoProcessor
 
+from collators import processor_for_config
 from command_line import parse_command_line
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
-from processing import processor_for_config
 
 
 @dataclass

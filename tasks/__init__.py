@@ -1,50 +1,50 @@
-"""One module per task. A task owns four things: how a row becomes a training example (`prefix`, `suffix`), its
-prompt, how generated text is read back (`record`: one line of predictions.jsonl with the parsed output and the
-reference it is scored against) and how those records are scored (`score`). Collators, the trainer and the CLIs ask
-the task; none of them knows what a caption or a box is.
+"""The tasks of TSN-PaliGemma, one module each, registered by name (`tasks.registry`). Importing the package
+registers every task module in it: adding a task is adding a module (a `Task` subclass under `@register_task`).
 
->>> from tasks import CaptionTask
->>> CaptionTask("caption en", caption_choice="first").suffix({"captions": ["a plane .", "an airport ."]})
+>>> from tasks import get_task, task_for_prompt
+>>> get_task("caption")("caption en", caption_choice="first").suffix({"captions": ["a plane .", "an airport ."]})
 'a plane .'
+>>> type(task_for_prompt("detect airplane ; ship")).__name__, task_for_prompt("detect airplane ; ship").classes
+('DetectTask', ['airplane', 'ship'])
 """
 
-import re
+import importlib
+import pkgutil
 
-from .caption import CaptionTask
-from .classify import ClassifyTask, classification_metrics
-from .count import CountTask, count_metrics
-from .detect import DetectTask, detection_metrics
-from .loc_codec import detect_prompt, encode_objects, parse_objects, prompt_classes
+from .base import RunContext, Task
+from .registry import (
+    DEFAULT_TASK,
+    TASKS_CONFIG_KEY,
+    get_task,
+    recorded_tasks,
+    register_task,
+    run_records,
+    task_for_prompt,
+    task_from_model,
+    task_from_records,
+    task_names,
+)
 
-TASK_NAMES = ("caption", "detect", "classify", "count")
-COUNT_QUESTION = re.compile(r"^answer en how many (.+) are there\?$")
+# Helpers of the task modules, not tasks: imported by them, never registered.
+_HELPERS = {"answers", "base", "card_text", "likelihood", "loc_codec", "registry", "rows"}
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _HELPERS:
+        importlib.import_module(f"{__name__}.{_module.name}")
 
-
-def task_for_prompt(prompt: str):
-    """The task a PaliGemma prompt asks for: `detect a ; b` detects those classes, `answer en what is the scene?`
-    names the scene, `answer en how many ... are there?` counts; anything else is captioned."""
-    prompt = prompt.removeprefix("<image>")
-    if prompt.startswith("detect "):
-        return DetectTask(prompt_classes(prompt))
-    if prompt == ClassifyTask().prompt:
-        return ClassifyTask()
-    if COUNT_QUESTION.match(prompt):
-        return CountTask([], question=prompt)
-    return CaptionTask(prompt)
-
+DEFAULT_PROMPT = get_task(DEFAULT_TASK).default_prompt  # the CLIs' default prompt
 
 __all__ = [
-    "TASK_NAMES",
-    "CaptionTask",
-    "ClassifyTask",
-    "CountTask",
-    "DetectTask",
-    "classification_metrics",
-    "count_metrics",
-    "detect_prompt",
-    "detection_metrics",
-    "encode_objects",
-    "parse_objects",
-    "prompt_classes",
+    "DEFAULT_PROMPT",
+    "DEFAULT_TASK",
+    "TASKS_CONFIG_KEY",
+    "RunContext",
+    "Task",
+    "get_task",
+    "recorded_tasks",
+    "register_task",
+    "run_records",
     "task_for_prompt",
+    "task_from_model",
+    "task_from_records",
+    "task_names",
 ]

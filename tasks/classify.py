@@ -6,13 +6,18 @@ Rows are caption rows (a RISC folder) whose scene is read from the file name: `R
 (`scene_of`). The class a row is trained on is its `label` column.
 """
 
+import logging
 import re
 from collections import Counter
 
-NAME = "classify"
+from .answers import QuestionTask, normalize_answer
+from .base import CAPTIONS_FORMAT
+from .registry import register_task
+from .rows import distinct_rows
+
+logger = logging.getLogger(__name__)
+
 PROMPT = "answer en what is the scene?"
-SUMMARY_METRICS = ("accuracy", "majority_accuracy")
-ROW_COLUMNS = ("filename", "source", "label")
 
 # `<optional source prefix>_<scene>_<number>.<ext>`: RSICD, UCM and NWPU-RESISC45 name their scene images so.
 SCENE_PATTERN = r"^(?:[A-Za-z]+_)?([a-z]+)_\d+\.\w+$"
@@ -38,57 +43,76 @@ def scene_of(filename: str, pattern: str = SCENE_PATTERN) -> str | None:
     return SCENE_WORDS.get(name, name.replace("_", " ").replace("-", " "))
 
 
-def normalize_answer(text: str) -> str:
-    """An answer as it is compared: lower case, special tokens, punctuation and extra spaces removed."""
-    text = re.sub(r"<[^>]*>", " ", text.lower())
-    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
+CARD_VALUES = {
+    "answer_note": "",
+    "baseline_text": "the training split's most frequent scene",
+}
 
 
-class ClassifyTask:
+@register_task
+class ClassifyTask(QuestionTask):
     """Closed-set scene classification over `classes`; `majority` is the training split's most frequent class, the
     baseline that always answers it. With `classes` known, evaluation and inference answer by ranking them
     (`tasks.likelihood.likeliest_answers`), so every answer is a class; without, by generating (`generation`)."""
 
-    name = NAME
-    row_columns = ROW_COLUMNS
-    summary_metrics = SUMMARY_METRICS
+    name = "classify"
+    data_format = CAPTIONS_FORMAT
+    default_prompt = PROMPT
+    row_columns = ("filename", "source", "label")
+    best_metric = "accuracy"
+    summary_metrics = ("accuracy", "majority_accuracy")
+    headline_metrics = ("accuracy", "majority_accuracy")
+    metric_names = {"accuracy": "accuracy", "majority_accuracy": "majority-class accuracy"}
     generation = {"num_beams": 1, "max_new_tokens": 8}  # a class is a few words
+    card_noun = "scene classifier"
+    hub_task = ("image-classification", "Scene classification")
+    hub_tags = ("image-classification",)
+    hub_metrics = ("accuracy",)
+    scoring_text = "scene answers rank the known classes and are scored by top-1 accuracy"
+    answer_label = "scene"
+    questions_key = "images"
+    baseline_name = "majority class"
+    baseline_keys = ("majority_accuracy", None)
+    card_text = CARD_VALUES
 
-    def __init__(self, classes=(), majority: str | None = None, prompt: str = PROMPT):
+    def __init__(self, classes=(), majority: str | None = None, prompt: str | None = None):
+        super().__init__(prompt)
         self.classes = list(classes)
         self.majority = majority
-        self.prompt = prompt
+
+    @classmethod
+    def task_rows(cls, splits: dict, data_args, dataset_dir: str) -> dict:
+        pattern = data_args.scene_pattern or SCENE_PATTERN
+        return {name: scene_rows(rows, pattern, dataset_dir) for name, rows in splits.items()}
+
+    @classmethod
+    def for_run(cls, rows, run) -> "ClassifyTask":
+        labels = distinct_rows(rows, ("filename",)).select_columns(["label"])["label"]
+        return cls(sorted(set(labels)), majority=majority_class(labels))
 
     @property
     def answers(self) -> list[str]:
         """The closed set answers are ranked among (empty: generate freely)."""
         return self.classes
 
-    def prefix(self, row) -> str:
-        return self.prompt
-
     def suffix(self, row, move=None) -> str:
         """A scene does not change when the image is rotated or flipped."""
         return row["label"]
 
     def read(self, text: str, width: float, height: float) -> dict:
-        """What inference writes for one image: the answer, cleaned."""
-        return {"caption": normalize_answer(text)}
+        return {"text": normalize_answer(text)}
 
     def record(self, row, text: str) -> dict:
         return {
             "image": row["filename"],
             "source": row["source"],
-            "task": NAME,
+            "task": self.name,
             "prediction": normalize_answer(text),
             "reference": row["label"],
         }
 
     def score(self, records: list[dict]) -> dict:
         return classification_metrics(records, self.majority)
-
-    def draw(self, read: dict, image) -> tuple:
-        return image, read["caption"]
 
     def write_figures(self, records: list[dict], output_dir, stem: str = "") -> None:
         """confusion{stem}.png beside the sample grid."""
@@ -97,6 +121,31 @@ class ClassifyTask:
     def grid_entry(self, record: dict, image) -> tuple:
         mark = "right" if record["prediction"] == record["reference"] else "wrong"
         return image, f"{record['prediction']} ({mark})\n[ref] {record['reference']}"
+
+    def to_record(self) -> dict:
+        return {"prompt": self.prompt, "classes": list(self.classes)}
+
+    @classmethod
+    def from_record(cls, record: dict, options: dict) -> "ClassifyTask":
+        return cls(record.get("classes", []), prompt=record.get("prompt"))
+
+    @classmethod
+    def for_prompt(cls, prompt: str) -> "ClassifyTask | None":
+        return cls() if prompt == PROMPT else None
+
+
+def scene_rows(split, pattern: str, dataset_dir: str):
+    """The caption rows whose file name names a scene (`scene_of`), with that scene as `label`; the others
+    (RSICD's numbered images) are left out."""
+    scenes = [scene_of(name, pattern) for name in split.select_columns(["filename"])["filename"]]
+    kept = [index for index, scene in enumerate(scenes) if scene is not None]
+    if split.num_rows and not kept:
+        raise ValueError(
+            f"{dataset_dir}: no file name matches scene_pattern {pattern!r} (e.g. {split[0]['filename']!r}). "
+            "Fix: give --scene_pattern a regex whose group 1 is the scene, e.g. '^([a-z]+)_\\d+\\.jpg$'."
+        )
+    logger.info("%s: %d of %d images name a scene", dataset_dir, len(kept), split.num_rows)
+    return split.select(kept).add_column("label", [scenes[index] for index in kept])
 
 
 def classification_metrics(records: list[dict], majority: str | None = None) -> dict:

@@ -10,11 +10,12 @@ about the classes an image shows, as counting benchmarks do; the model is not ta
 import re
 import statistics
 
-from .classify import normalize_answer
+from .answers import QuestionTask, normalize_answer
+from .base import BOXES_FORMAT
+from .registry import register_task
+from .rows import box_classes, distinct_rows, split_classes
 
-NAME = "count"
-SUMMARY_METRICS = ("accuracy", "mae", "median_accuracy", "median_mae")
-ROW_COLUMNS = ("filename", "source", "label", "objects")
+COUNT_QUESTION = re.compile(r"^answer en how many (.+) are there\?$")
 
 
 def plural(name: str) -> str:
@@ -56,20 +57,57 @@ def boxes_of_label(row, classes: list[str]) -> int:
     return sum(classes[category] == row["label"] for category in row["objects"]["category"])
 
 
-class CountTask:
+CARD_VALUES = {
+    "answer_note": "; the count is the first number in it, and the mean absolute error of that number, an answer "
+    "without one counting as 0",
+    "baseline_text": "the training split's median count of the class asked about",
+}
+
+
+@register_task
+class CountTask(QuestionTask):
     """Counting over `classes` (the dataset's ClassLabel names); `medians` maps a class to its training median count
     (the baseline's answer)."""
 
-    name = NAME
-    row_columns = ROW_COLUMNS
-    summary_metrics = SUMMARY_METRICS
+    name = "count"
+    data_format = BOXES_FORMAT
+    default_prompt = COUNT_TEMPLATE
+    row_columns = ("filename", "source", "label", "objects")
+    best_metric = "accuracy"
+    summary_metrics = ("accuracy", "mae", "median_accuracy", "median_mae")
+    headline_metrics = ("accuracy", "mae", "median_accuracy", "median_mae")
+    metric_names = {
+        "accuracy": "accuracy",
+        "mae": "MAE",
+        "median_accuracy": "median-count accuracy",
+        "median_mae": "median-count MAE",
+    }
     generation = {"num_beams": 1, "max_new_tokens": 4}  # a number
+    card_noun = "object counter"
+    hub_task = ("visual-question-answering", "Counting")
+    hub_tags = ("visual-question-answering",)
+    hub_metrics = ("accuracy", "mae")
+    scoring_text = "count answers are scored by exact match and mean absolute error"
+    answer_label = "count"
+    baseline_name = "median count per class"
+    baseline_keys = ("median_accuracy", "median_mae")
+    card_text = CARD_VALUES
 
     def __init__(self, classes, medians: dict[str, int] | None = None, question: str | None = None):
         self.classes = list(classes)
         self.medians = dict(medians or {})
         # Rows ask about their own class (`prefix`); `prompt` is the one question of inference, else the first class's.
-        self.prompt = question or count_question(self.classes[0] if self.classes else "object")
+        super().__init__(question or count_question(self.classes[0] if self.classes else "object"))
+
+    @classmethod
+    def task_rows(cls, splits: dict, data_args, dataset_dir: str) -> dict:
+        classes = box_classes(splits["train"])
+        return {name: count_rows(rows, classes) for name, rows in splits.items()}
+
+    @classmethod
+    def for_run(cls, rows, run) -> "CountTask":
+        rows = distinct_rows(rows, ("filename", "label")).select_columns(["label", "objects"])
+        return cls(run.classes, medians=median_counts(rows, run.classes))
 
     def prefix(self, row) -> str:
         return count_question(row["label"])
@@ -82,14 +120,14 @@ class CountTask:
         return str(self.answer(row))
 
     def read(self, text: str, width: float, height: float) -> dict:
-        """What inference writes for one image: the answer, cleaned, and the number read from it (None: none)."""
-        return {"caption": normalize_answer(text), "count": read_count(text)}
+        """The answer, cleaned, and the number read from it (None: none)."""
+        return {"text": normalize_answer(text), "count": read_count(text)}
 
     def record(self, row, text: str) -> dict:
         return {
             "image": row["filename"],
             "source": row["source"],
-            "task": NAME,
+            "task": self.name,
             "label": row["label"],
             "prediction": normalize_answer(text),
             "count": read_count(text),
@@ -99,11 +137,37 @@ class CountTask:
     def score(self, records: list[dict]) -> dict:
         return count_metrics(records, self.medians)
 
-    def draw(self, read: dict, image) -> tuple:
-        return image, f"{read['count']}"
+    def draw(self, result: dict, image) -> tuple:
+        return image, f"{result['count']}"
 
     def grid_entry(self, record: dict, image) -> tuple:
         return image, f"{record['label']}: {record['count']}\n[ref] {record['reference']}"
+
+    def to_record(self) -> dict:
+        return {"prompt": COUNT_TEMPLATE, "classes": list(self.classes)}
+
+    @classmethod
+    def from_record(cls, record: dict, options: dict) -> "CountTask":
+        """`options["question"]`: a question of the user's own; else `options["classes"]` names the one class to
+        count (or the model knows only one)."""
+        known = list(record.get("classes", []))
+        question = options.get("question")
+        if question:
+            return cls(known, question=question if question.startswith("answer ") else f"answer en {question}")
+        wanted = split_classes(options.get("classes"))
+        if len(wanted) != 1 and len(known) != 1:
+            hint = f" (this model counts {' ; '.join(known)})" if known else ""
+            raise ValueError(f"--task count needs one class to count: --classes NAME or --question TEXT{hint}.")
+        name = (wanted or known)[0]
+        return cls(known or [name], question=record.get("prompt", COUNT_TEMPLATE).format(plural(name)))
+
+    @classmethod
+    def for_prompt(cls, prompt: str) -> "CountTask | None":
+        return cls([], question=prompt) if COUNT_QUESTION.match(prompt) else None
+
+    @classmethod
+    def prompt_text(cls, view: dict) -> str:
+        return COUNT_TEMPLATE.format("<classes>")
 
 
 def median_counts(rows, classes: list[str]) -> dict[str, int]:

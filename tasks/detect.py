@@ -12,11 +12,11 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .loc_codec import detect_prompt, encode_objects, parse_objects
-
-NAME = "detect"
-SUMMARY_METRICS = ("ap", "ap50", "ap75", "count_mae")
-ROW_COLUMNS = ("filename", "source", "width", "height", "objects")
+from .base import BOXES_FORMAT, Task
+from .card_text import cell, label_counts, number
+from .loc_codec import detect_prompt, encode_objects, parse_objects, prompt_classes
+from .registry import register_task
+from .rows import split_classes
 
 
 def transform_box(box, width: float, height: float, move) -> tuple[float, float, float, float]:
@@ -57,18 +57,66 @@ def corner_boxes(row) -> list[tuple[float, float, float, float]]:
     return [(x, y, x + w, y + h) for x, y, w, h in row["objects"]["bbox"]]
 
 
-class DetectTask:
+CARD_TEMPLATE = """
+Object detection with the prompt `{{ prompt }}`, test split: COCO AP@[.5:.95], AP50 and AP75 by pycocotools'
+COCOeval (area all, 100 detections per image; every generated box scores 1, so AP is that of one operating point),
+overall and per class, and the mean absolute error of the per-image box count. The same numbers are in
+`eval_results.json` and in the metadata.
+{{ table(detection_header, detection_rows) }}
+{%- if detection_examples %}
+
+{{ table(["image", "boxes found", "reference boxes"], detection_examples) }}
+{%- endif %}"""
+USAGE_TEMPLATE = """
+Boxes: with `text="<image>{{ prompt }}"` (greedy, room for a few hundred new tokens) the output holds, per
+object, four `<locNNNN>` tokens (y_min, x_min, y_max, x_max; each bin / 1023 of the image's side) and the label,
+joined by ` ; `:
+
+```python
+import re
+
+text = processor.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+width, height = image.size
+for y1, x1, y2, x2, label in re.findall(r"<loc(\\d{4})><loc(\\d{4})><loc(\\d{4})><loc(\\d{4})>\\s*([^<;]+)", text):
+    box = [int(x1) / 1023 * width, int(y1) / 1023 * height, int(x2) / 1023 * width, int(y2) / 1023 * height]
+    print(label.strip(), box)
+```"""
+DETECTION_HEADER = ["set", "images", "boxes", "AP@[.5:.95]", "AP50", "AP75", "count MAE"]
+
+
+@register_task
+class DetectTask(Task):
     """Closed-set detection over `classes` (the dataset's ClassLabel names)."""
 
-    name = NAME
-    row_columns = ROW_COLUMNS
+    name = "detect"
+    data_format = BOXES_FORMAT
+    default_prompt = "detect "
+    row_columns = ("filename", "source", "width", "height", "objects")
+    best_metric = "ap"
+    summary_metrics = ("ap", "ap50", "ap75", "count_mae")
+    headline_metrics = ("ap", "ap50")
+    metric_names = {"ap": "AP@[.5:.95]", "ap50": "AP50", "ap75": "AP75", "count_mae": "count MAE"}
+    generation = {"num_beams": 1, "max_new_tokens": 256}  # greedy; finetune.py sizes it to its busiest image
+    card_noun = "object detector"
+    hub_task = ("object-detection", "Object detection")
+    hub_tags = ("object-detection",)
+    hub_metrics = ("map",)
+    card_template = CARD_TEMPLATE
+    usage_template = USAGE_TEMPLATE
+    scoring_text = "detection boxes are read from the `<loc>` tokens and scored by COCOeval"
+    text_header = ("label", "x1", "y1", "x2", "y2")
 
-    def __init__(self, classes):
+    def __init__(self, classes, generation: dict | None = None):
         self.classes = list(classes)
-        self.prompt = detect_prompt(self.classes)
+        super().__init__(detect_prompt(self.classes))
+        self.generation = dict(generation or type(self).generation)
 
-    def prefix(self, row) -> str:
-        return self.prompt
+    @classmethod
+    def for_run(cls, rows, run) -> "DetectTask":
+        task = cls(run.classes)
+        longest = longest_suffix(task, rows, run.processor)
+        task.generation = {"num_beams": 1, "max_new_tokens": longest + 8}  # greedy, room for the busiest image
+        return task
 
     def suffix(self, row, move=None) -> str:
         """The training target of the row's image after `move` (the collator's augmentation)."""
@@ -80,16 +128,14 @@ class DetectTask:
             [boxes[i] for i in order], [labels[i] for i in order], *transformed_size(width, height, move)
         )
 
-    generation = {"num_beams": 1, "max_new_tokens": 256}  # greedy; finetune.py sizes it to its busiest image
-
     def read(self, text: str, width: float, height: float) -> dict:
-        """What inference writes for one image: the raw text and its boxes in the image's pixels (0.1 px)."""
+        """The raw text and its boxes in the image's pixels (0.1 px)."""
         parsed = parse_objects(text, width, height, classes=self.classes)
         boxes = [
             {"label": label, "box": [round(value, 1) for value in box]}
             for box, label in zip(parsed.boxes, parsed.labels)
         ]
-        return {"caption": text, "boxes": boxes}
+        return {"text": text, "boxes": boxes}
 
     def record(self, row, text: str) -> dict:
         """One line of predictions.jsonl: the raw text, the boxes read from it and the reference boxes."""
@@ -97,7 +143,7 @@ class DetectTask:
         return {
             "image": row["filename"],
             "source": row["source"],
-            "task": NAME,
+            "task": self.name,
             "prediction": text,
             "boxes": [{"label": label, "box": list(box)} for box, label in zip(parsed.boxes, parsed.labels)],
             "dropped": parsed.dropped,
@@ -112,14 +158,104 @@ class DetectTask:
     def score(self, records: list[dict]) -> dict:
         return detection_metrics(records, self.classes)
 
-    summary_metrics = SUMMARY_METRICS
-
     def grid_entry(self, record: dict, image: Image.Image) -> tuple[Image.Image, str]:
         return grid_entry(record, image)
 
-    def draw(self, read: dict, image: Image.Image) -> tuple[Image.Image, str]:
-        """(picture, text) of one inference result in --grid: its boxes drawn."""
-        return draw_objects(image, read["boxes"]), f"{len(read['boxes'])} boxes"
+    def draw(self, result: dict, image: Image.Image) -> tuple[Image.Image, str]:
+        """Its boxes drawn."""
+        return draw_objects(image, result["boxes"]), f"{len(result['boxes'])} boxes"
+
+    def text_rows(self, result: dict) -> list[list]:
+        """One line per box: its label and [x1, y1, x2, y2] (`-` for an image without one)."""
+        return [[item["label"], item["box"]] for item in result["boxes"]] or [["-"]]
+
+    def to_record(self) -> dict:
+        return {"prompt": self.prompt, "classes": list(self.classes), "generation": dict(self.generation)}
+
+    @classmethod
+    def from_record(cls, record: dict, options: dict) -> "DetectTask":
+        """The classes the user asks for (`options["classes"]`), else every class the model knows."""
+        known = record.get("classes") or (prompt_classes(record["prompt"]) if record.get("prompt") else [])
+        wanted = split_classes(options.get("classes")) or known
+        if not wanted:
+            raise ValueError("--task detect needs the classes to find: --classes 'airplane ; ship'.")
+        return cls(wanted, record.get("generation"))
+
+    @classmethod
+    def for_prompt(cls, prompt: str) -> "DetectTask | None":
+        return cls(prompt_classes(prompt)) if prompt.startswith("detect ") else None
+
+    # --- the model card ----------------------------------------------------------------------------------------
+    @classmethod
+    def card_title(cls) -> str:
+        return "An aerial object detector"
+
+    @classmethod
+    def prompt_text(cls, view: dict) -> str:
+        """The prefix the model was scored with: every class, in the dataset's order."""
+        return "detect " + " ; ".join(view["results"]["test"].get("groups") or {})
+
+    @classmethod
+    def model_index(cls, view: dict) -> list[tuple[str, str, dict]]:
+        """All classes (AP, AP50, AP75, count MAE), then each class (AP, AP50)."""
+        test, dataset = view["results"]["test"], cls.card_dataset(view)
+        overall = {key: test["overall"].get(key) for key in cls.summary_metrics}
+        sets = [("all", f"{dataset} (all classes)", overall)]
+        sets += [
+            (name.replace(" ", "-"), f"{dataset} {name}", {key: scores.get(key) for key in ("ap", "ap50")})
+            for name, scores in (test.get("groups") or {}).items()
+        ]
+        return sets
+
+    @classmethod
+    def card_row(cls, view: dict) -> list[str]:
+        test = view["results"]["test"]["overall"]
+        score = f"AP {number(test.get('ap'))}, AP50 {number(test.get('ap50'))}"
+        return [f"`{cls.prompt_text(view)}`", score, "no boxes: AP 0"]
+
+    @classmethod
+    def card_values(cls, view: dict, card: dict) -> dict:
+        return {
+            "prompt": cls.prompt_text(view),
+            "detection_header": DETECTION_HEADER,
+            "detection_rows": detection_rows(view["results"]),
+            "detection_examples": detection_examples(view["predictions"]),
+        }
+
+
+def longest_suffix(task, rows, processor) -> int:
+    """Tokens of the task's longest training target: how much room generation needs (every box of the busiest
+    image)."""
+    columns = rows.select_columns([column for column in task.row_columns if column in rows.column_names])
+    lengths = [len(processor.tokenizer(task.suffix(row), add_special_tokens=False).input_ids) for row in columns]
+    return max(lengths, default=1)
+
+
+def _row(label: str, images, scores: dict) -> list[str]:
+    """One detection table row; AP75 is "-" where it is not scored (per class)."""
+    values = [number(scores.get(key)) if key in scores else "-" for key in DetectTask.summary_metrics]
+    return [label, str(images or "-"), str(scores.get("boxes", "-")), *values]
+
+
+def detection_rows(results: dict) -> list[list[str]]:
+    """Test overall, then each class (AP, AP50, count MAE; AP75 overall only); val overall last."""
+    test, val = results["test"], results.get("val")
+    rows = [_row("**test, all classes**", test.get("num_samples"), test["overall"])]
+    rows += [_row(cell(name), test.get("num_samples"), scores) for name, scores in (test.get("groups") or {}).items()]
+    if isinstance(val, dict) and isinstance(val.get("overall"), dict):
+        rows.append(_row("val, all classes", val.get("num_samples"), val["overall"]))
+    return rows
+
+
+def detection_examples(predictions: list[dict]) -> list[tuple[str, ...]]:
+    """The first test images: boxes found per class against the references."""
+    rows = []
+    for record in predictions[:4]:
+        found = ", ".join(f"{n} {label}" for label, n in label_counts(record.get("boxes") or []).items()) or "none"
+        truth = ", ".join(f"{n} {label}" for label, n in label_counts(record.get("references") or []).items())
+        image = str(record.get("image", "-")).rsplit("/", 1)[-1]
+        rows.append(tuple(cell(v) for v in (image, found, truth or "none")))
+    return rows
 
 
 def draw_objects(image: Image.Image, objects: list[dict], color: str = "red", width: int | None = None) -> Image.Image:

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import app
+import inference
 from scripts.app_browser import browser_missing, caption_in_page, chromium, running_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -104,3 +105,39 @@ def test_read_images_refuses_oversized_files_and_pixel_counts(sample_image_paths
     monkeypatch.setattr(app, "MAX_IMAGE_BYTES", 1000)
     _, names, problems = app.read_images([str(sample_image_paths[0])])
     assert names == [] and "MB is over the" in problems[0]
+
+
+def test_the_apps_detection_decodes_as_the_model_recorded_it(
+    tiny_checkpoint, sample_image_paths, tmp_path, monkeypatch
+):
+    """Beams and length left at 0 take the task's recorded decoding (greedy, room for every box), as inference.py
+    does; set above 0 they win."""
+    import json
+    import shutil
+
+    import inference_core
+
+    model_dir = Path(shutil.copytree(tiny_checkpoint(), tmp_path / "detector"))
+    config = json.loads((model_dir / "config.json").read_text())
+    generation = {"num_beams": 1, "max_new_tokens": 23}
+    config["trained_tasks"] = {
+        "detect": {"prompt": "detect ship ; car", "classes": ["ship", "car"], "generation": generation}
+    }
+    (model_dir / "config.json").write_text(json.dumps(config))
+    decoded = []
+
+    def recording(model, processor, images, prompt, batch_size, num_beams, max_new_tokens, **kwargs):
+        decoded.append((prompt, num_beams, max_new_tokens))
+        return original(model, processor, images, prompt, batch_size, num_beams, max_new_tokens, **kwargs)
+
+    original = inference_core.generate_texts
+    monkeypatch.setattr(inference_core, "generate_texts", recording)
+    models = {str(model_dir): app.load_model(str(model_dir))}
+    image = str(sample_image_paths[0])
+    _, lines, message = app.answer(models, [image], "detect", "", "", 0, 0)
+    assert decoded == [("detect ship ; car", 1, 23)] and message == ""
+    assert inference.main([image, "--model", str(model_dir), "--task", "detect"]) in (0,)
+    assert decoded[-1] == ("detect ship ; car", 1, 23)
+    app.answer(models, [image], "detect", "", "", 2, 7)
+    assert decoded[-1] == ("detect ship ; car", 2, 7)
+    assert all(line.startswith(f"{Path(image).name}\t") for line in lines.splitlines())

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from dataset_builder.detection import DetectionValidationError, detection_classes, load_detection
-from tasks import encode_objects
+from tasks.loc_codec import encode_objects
 
 
 def _coco_folder(root: Path) -> Path:

@@ -196,9 +196,9 @@ def test_nwpu_json_and_append(tmp_path):
 
 def test_to_rgb_and_convert(tmp_path):
     sixteen = Image.fromarray(np.array([[0, 1000], [2000, 4000]], dtype=np.uint16))
-    assert np.asarray(to_rgb(sixteen))[:, :, 0].tolist() == [[0, 63], [127, 255]]  # scaled by the peak
+    assert np.asarray(to_rgb(sixteen))[:, :, 0].tolist() == [[0, 64], [128, 255]]  # stretched from min..max
     rgba = Image.new("RGBA", (4, 4), (200, 100, 50, 0))
-    assert to_rgb(rgba).getpixel((0, 0)) == (0, 0, 0)  # transparent -> black background
+    assert to_rgb(rgba).getpixel((0, 0)) == (255, 255, 255)  # transparent -> white background, as inference
     assert to_rgb(Image.new("L", (2, 2), 7)).getpixel((1, 1)) == (7, 7, 7)
     for index, mode in enumerate(MODES):
         source = tmp_path / f"in{index}.tif"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from captioning import caption_images, load_model
 from dataset_builder import load_risc
+from inference_core import caption_images, load_model
 from metrics import caption_metrics
 from scripts import decoding_sweep
 

@@ -11,9 +11,9 @@ from PIL import Image
 from transformers import AutoProcessor
 
 import finetune
+from collators import TSNPaliGemmaEvalCollator, TSNPaliGemmaTrainCollator
 from finetuning.arguments import parse_finetune_args
 from finetuning.data import build_tasks, load_splits, split_by_task
-from processing import TSNPaliGemmaEvalCollator, TSNPaliGemmaTrainCollator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -217,7 +217,7 @@ def test_inference_detects_on_images_the_model_never_saw(four_image_detector, sh
     assert sum(len(record["boxes"]) for record in records) > 0
     for record, path in zip(records, images):
         width, height = Image.open(path).size
-        assert "<loc" in record["caption"]  # the raw generated text
+        assert "<loc" in record["text"]  # the raw generated text
         for item in record["boxes"]:
             x1, y1, x2, y2 = item["box"]
             assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height, (item, width, height)

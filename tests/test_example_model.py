@@ -17,7 +17,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import inference
 from publishing.run_folder import CODE_FILES
-from tasks.recorded import task_from_record
+from tasks import recorded_tasks, task_from_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO_ROOT / "examples" / "rs-mini"
@@ -61,7 +61,7 @@ TASK_PINS = {
 PINNED_CAPTION = "some buildings and many green trees are in a medium residential area ."  # 3 beams, its setting
 GREEDY_CAPTION = "many green trees are around a building ."  # 1 beam: not what the reported scores used
 # The scenes `inference.py --task classify` names for the bundled named images outside RSICD's training split, all
-# but the stadium from the classes it confuses most (README): right for the stadium only.
+# but the stadium from the classes it confuses most (docs/studies/four-task-model.md): right for the stadium only.
 HELD_OUT_SCENES = {
     "RSICD_square_54.jpg": "viaduct",
     "RSICD_square_73.jpg": "railway station",
@@ -122,7 +122,7 @@ def test_a_copy_of_the_folder_loads_and_captions_like_the_original(tmp_path, exa
 def test_logits_of_every_task_prompt_are_pinned(example, kind):
     model, processor = example
     prompt, top_ids, top_logits = TASK_PINS[kind]
-    task = task_from_record(kind, model.config.task_prompts, classes="airplane" if kind == "count" else None)
+    task = task_from_model(kind, model.config, classes="airplane" if kind == "count" else None)
     assert task.prompt == prompt
     inputs = processor(images=Image.open(PINNED_IMAGE).convert("RGB"), text="<image>" + prompt, return_tensors="pt")
     with torch.no_grad():
@@ -134,7 +134,7 @@ def test_logits_of_every_task_prompt_are_pinned(example, kind):
 
 def test_the_model_records_its_four_tasks_and_the_classes_it_knows(example):
     model, _ = example
-    records = model.config.task_prompts
+    records = recorded_tasks(model.config)
     assert sorted(records) == ["caption", "classify", "count", "detect"]
     assert len(records["classify"]["classes"]) == 30 and "dense residential" in records["classify"]["classes"]
     nwpu = ["airplane", "ship", "storage tank", "baseball diamond", "tennis court", "basketball court"]
@@ -157,7 +157,7 @@ def test_classify_on_unseen_rsicd_test_images_answers_as_the_run_scored_them(sha
     assert len(by_class) == 30 and len(chosen) == 120
     images = [str(shared_data / "rsicd" / "resized" / name) for name in chosen]
     assert inference.main([*images, "--model", str(EXAMPLE), "--task", "classify", "--format", "jsonl"]) == 0
-    answers = {Path(r["file"]).name: r["caption"] for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    answers = {Path(r["file"]).name: r["text"] for r in map(json.loads, capsys.readouterr().out.splitlines())}
     assert answers == {name: recorded[name]["prediction"] for name in chosen}
     right = sum(answers[name] == recorded[name]["reference"] for name in chosen)
     assert right == 59
@@ -177,10 +177,10 @@ def test_inference_cli_captions_differ_by_image(capsys):
     )
     assert status == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    captions = [record["caption"] for record in records]
+    captions = [record["text"] for record in records]
     assert len(captions) == 8 and all(captions)
     assert len(set(captions)) >= 4, captions  # captions of what is seen, not one sentence under every image
-    assert records[[Path(r["file"]).name for r in records].index(PINNED_IMAGE.name)]["caption"] == PINNED_CAPTION
+    assert records[[Path(r["file"]).name for r in records].index(PINNED_IMAGE.name)]["text"] == PINNED_CAPTION
 
 
 def test_auto_class_with_trust_remote_code_in_a_fresh_process(tmp_path):
@@ -210,11 +210,16 @@ def test_inference_and_the_app_decode_with_the_models_generation_config_by_defau
     assert capsys.readouterr().out == f"{PINNED_IMAGE}\t{GREEDY_CAPTION}\n"
     import app
 
-    demo = app.build_demo(str(EXAMPLE))
+    demo = app.build_demo(str(EXAMPLE))  # beams and length start at 0: as the model recorded the task
     sliders = {
         block.elem_id: block.value for block in demo.blocks.values() if block.elem_id in ("beams", "max_new_tokens")
     }
-    assert sliders == {"beams": 3, "max_new_tokens": 40}
+    assert sliders == {"beams": 0, "max_new_tokens": 0}
+    models = {str(EXAMPLE): app.load_model(str(EXAMPLE))}
+    _, lines, _ = app.answer(models, [str(PINNED_IMAGE)], "caption", "", "", 0, 0)
+    assert lines == f"{PINNED_IMAGE.name}\t{PINNED_CAPTION}"  # 3 beams, 40 tokens: the generation_config's
+    _, lines, _ = app.answer(models, [str(PINNED_IMAGE)], "caption", "", "", 1, 0)
+    assert lines == f"{PINNED_IMAGE.name}\t{GREEDY_CAPTION}"
 
 
 def test_the_readmes_first_code_block_runs_as_written_and_prints_its_comment(tmp_path):

@@ -10,14 +10,14 @@ import yaml
 from transformers import AutoProcessor
 
 import finetune
+from collators import TSNPaliGemmaTrainCollator
 from dataset_builder import load_risc
 from finetuning.arguments import ConfigError, parse_finetune_args, resolved_config, write_config
 from finetuning.outputs import last_complete_checkpoint
 from finetuning.trainer import build_trainer, caption_positions, causal_lm_loss, row_balanced_weights, score_generated
 from metrics import caption_metrics, flatten_metrics
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
-from processing import TSNPaliGemmaTrainCollator
-from tasks import CaptionTask
+from tasks.caption import CaptionTask
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(REPO_ROOT / "configs" / "demo.yaml")
@@ -204,7 +204,7 @@ def eval_rows():
 
 def test_loss_without_smoothing_equals_the_model_loss(tiny_model_and_processor, eval_rows):
     model, processor = tiny_model_and_processor
-    batch = TSNPaliGemmaTrainCollator(processor, caption_choice="first")(eval_rows)
+    batch = TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="first"))(eval_rows)
     with torch.no_grad():
         outputs = model(**batch)
         ours = causal_lm_loss(outputs, batch["labels"])
@@ -222,7 +222,7 @@ def test_row_weighting_is_the_mean_of_each_rows_mean_token_loss_lean_or_full(tin
     """loss_weighting=row: three captions of different lengths count the same, computed by hand per row; the lean
     path (logits only where the loss reads) gives the same number."""
     model, processor = tiny_model_and_processor
-    batch = TSNPaliGemmaTrainCollator(processor, caption_choice="first")(eval_rows)
+    batch = TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="first"))(eval_rows)
     labels = batch["labels"]
     lengths = (labels[:, 1:] != -100).sum(dim=1)
     assert len(set(lengths.tolist())) == 3, "rows of different lengths, or both weightings agree"
@@ -254,7 +254,7 @@ def test_loss_weighting_reaches_the_trainers_loss_and_a_bad_value_names_the_fix(
     trainer = build_trainer(
         parse_finetune_args([*argv, "--loss_weighting", "row"]), model, processor, {"train": None, "val": eval_rows}
     )
-    batch = TSNPaliGemmaTrainCollator(processor, caption_choice="first")(eval_rows)
+    batch = TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="first"))(eval_rows)
     with torch.no_grad():
         outputs = model(**batch)
     smoothing = trainer.args.label_smoothing_factor
@@ -306,7 +306,7 @@ def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eva
     torch.testing.assert_close(
         loss,
         causal_lm_loss(
-            model(**TSNPaliGemmaTrainCollator(processor, caption_choice="first")(eval_rows)),
+            model(**TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="first"))(eval_rows)),
             batch["labels"],
             label_smoothing=0.1,
         ),

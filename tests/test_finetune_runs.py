@@ -15,7 +15,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from processing import postprocess_caption
+from tasks.caption import postprocess_caption
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(REPO_ROOT / "configs" / "demo.yaml")

@@ -10,9 +10,10 @@ import torch
 from transformers import AutoProcessor
 
 import finetune
+from collators import TSNPaliGemmaTrainCollator
 from finetuning.arguments import parse_finetune_args, resolve_quantization, resolve_strategy
 from finetuning.model_setup import load_training_model
-from processing import TSNPaliGemmaTrainCollator
+from tasks.caption import CaptionTask
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -59,7 +60,7 @@ def batch_for(tiny_checkpoint):
 
     rows = list(load_risc(SAMPLE)["train"].select(range(2)))
     processor = AutoProcessor.from_pretrained(tiny_checkpoint(), trust_remote_code=True)
-    return TSNPaliGemmaTrainCollator(processor, caption_choice="first")(rows)
+    return TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="first"))(rows)
 
 
 def trainable_names(model) -> set[str]:
@@ -175,8 +176,8 @@ def test_full_run_publishes_the_trained_model_without_an_adapter(tiny_checkpoint
 def changed_after_scst_steps(model, processor, rows, steps: int = 3) -> set[str]:
     """changed_after_steps with the SCST loss; the reward is the caption's length, so that a random model's samples
     get different rewards (the parameter sets are under test here, not CIDEr)."""
+    from collators import TSNPaliGemmaSCSTCollator
     from finetuning.scst import SCSTSettings, scst_loss
-    from processing import TSNPaliGemmaSCSTCollator
 
     batch = TSNPaliGemmaSCSTCollator(processor)(rows)
     settings = SCSTSettings(scst_samples=3, max_new_tokens=6)
@@ -184,8 +185,8 @@ def changed_after_scst_steps(model, processor, rows, steps: int = 3) -> set[str]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model.train()
     for _ in range(steps):
-        scst_loss(model, batch, lambda texts, refs: [float(len(text)) for text in texts], processor, "caption en",
-                  settings).backward()  # fmt: skip
+        reward = lambda texts, refs: [float(len(text)) for text in texts]  # noqa: E731
+        scst_loss(model, batch, reward, processor, CaptionTask("caption en"), settings).backward()
         optimizer.step()
         optimizer.zero_grad()
     after = snapshot(model)

@@ -16,10 +16,10 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import inference
-from captioning import caption_images
 from inference import collect_inputs, load_image, parse_args
-from processing import postprocess_caption
+from inference_core import caption_images
 from scripts.make_tiny_checkpoint import TinyCheckpointArguments, build_tiny_model
+from tasks.caption import postprocess_caption
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAX_NEW_TOKENS = "6"
@@ -166,7 +166,7 @@ def test_sample_images_match_direct_generate(checkpoint, loaded, sample_image_pa
     assert [record["file"] for record in records] == [str(path) for path in paths]
     model, processor = loaded
     expected = [reference_caption(model, processor, Image.open(path).convert("RGB")) for path in paths]
-    assert [record["caption"] for record in records] == expected
+    assert [record["text"] for record in records] == expected
     assert all(expected) and len(set(expected)) > 1  # real, image-dependent text, not six empty strings
     # The library function gives the same captions with another batch size.
     images = [load_image(path) for path in paths]
@@ -199,9 +199,9 @@ def test_formats_agree_and_parse(checkpoint, sample_image_paths, capsys):
     jsonl = [json.loads(line) for line in outputs["jsonl"].splitlines()]
     reader = csv.DictReader(io.StringIO(outputs["csv"]))
     rows = list(reader)
-    assert reader.fieldnames == ["file", "caption"]
-    assert [(row["file"], row["caption"]) for row in rows] == text
-    assert [(record["file"], record["caption"]) for record in jsonl] == text
+    assert reader.fieldnames == ["file", "text"]
+    assert [(row["file"], row["text"]) for row in rows] == text
+    assert [(record["file"], record["text"]) for record in jsonl] == text
     assert [file for file, _ in text] == [str(path) for path in paths]
 
 
@@ -260,7 +260,7 @@ def test_shared_data_images(checkpoint, shared_data, capsys):
     assert status == 0, err
     records = [json.loads(line) for line in out.splitlines()]
     assert [Path(record["file"]).name for record in records] == expected
-    assert all(record["caption"] for record in records)
+    assert all(record["text"] for record in records)
 
 
 def test_process_exit_status_is_1_after_writing_good_records(checkpoint, odd_folder, sample_image_paths, tmp_path):

@@ -7,11 +7,12 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
+from collators import TSNPaliGemmaTrainCollator
 from dataset_builder import load_risc
 from finetuning.arguments import parse_finetune_args
 from finetuning.trainer import build_trainer, caption_positions, causal_lm_loss
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
-from processing import TSNPaliGemmaTrainCollator
+from tasks.caption import CaptionTask
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -45,7 +46,7 @@ def test_lean_loss_and_gradients_equal_the_full_computation(tiny_checkpoint, row
         with torch.no_grad():
             model.model.tsn.gate.fill_(0.5)  # an open gate: the encoder's gradients are not all zero
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-    batch = TSNPaliGemmaTrainCollator(processor, caption_choice="random")(rows)
+    batch = TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="random"))(rows)
     lengths = (batch["labels"] != -100).sum(dim=1)
     assert len(set(lengths.tolist())) > 1, "captions of different lengths: the padding must be skipped too"
     full_loss, full_gradients, full_shape = loss_and_gradients(model, batch, smoothing, lean=False)
@@ -81,7 +82,7 @@ def test_the_trainer_loss_runs_the_head_on_caption_positions_only(tiny_checkpoin
         ]
     )
     trainer = build_trainer(args, model, processor, {"train": None, "val": None})
-    batch = TSNPaliGemmaTrainCollator(processor, caption_choice="first")(rows)
+    batch = TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="first"))(rows)
     head_inputs = []
     hook = model.lm_head.register_forward_hook(lambda module, inputs, output: head_inputs.append(inputs[0].shape))
     try:
@@ -100,6 +101,6 @@ def test_boolean_logits_to_keep_refuses_labels(tiny_checkpoint, rows):
     folder = tiny_checkpoint()
     model = TSNPaliGemmaForConditionalGeneration.from_pretrained(folder).eval()
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-    batch = TSNPaliGemmaTrainCollator(processor, caption_choice="first")(rows)
+    batch = TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="first"))(rows)
     with pytest.raises(ValueError, match="no labels"):
         model(**batch, logits_to_keep=caption_positions(batch["labels"]))

@@ -12,7 +12,7 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import inference
-from captioning import generation_inputs
+from inference_core import generation_inputs
 from tasks.likelihood import answer_scores, answer_tokens
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -69,5 +69,5 @@ def test_ranked_scores_equal_a_full_forward_and_inference_answers_their_argmax(e
     )
     torch.testing.assert_close(ranked, direct, rtol=0, atol=1e-4)
     assert inference.main([*map(str, IMAGES), "--model", str(EXAMPLE), "--task", "classify", "--format", "jsonl"]) == 0
-    answers = [json.loads(line)["caption"] for line in capsys.readouterr().out.splitlines()]
+    answers = [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()]
     assert answers == [classes[int(row.argmax())] for row in direct]

@@ -13,7 +13,8 @@ from huggingface_hub import ModelCard
 
 from configuration_tsn_paligemma import TSNPaliGemmaConfig
 from metrics import caption_metrics, java_available
-from publishing import card_rows, is_hub_id, looks_like_local_path, render_model_card
+from publishing import is_hub_id, looks_like_local_path, render_model_card
+from tasks import get_task
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO_ROOT / "dataset_builder" / "sample"
@@ -40,6 +41,7 @@ def _results(sets: dict[str, tuple[list[str], list[list[str]], list[str]]]) -> d
     scores = caption_metrics(predictions, references, groups=groups, metrics=metrics)["groups"]
     return {
         name: {
+            "task": "caption",
             "loss": 1.25,
             "num_samples": len(sets[name][0]),
             "overall": scores[name],
@@ -326,12 +328,8 @@ def test_card_license_follows_the_base(tmp_path):
 def test_a_multi_task_card_lists_every_task_with_its_prompt_score_and_baseline():
     caption = {"results": {"test": {"overall": {"cider": 1.39}}}, "baseline": {"overall": {"cider": 1.24}}}
     detection = {"results": {"test": {"overall": {"ap": 0.0, "ap50": 0.01}, "groups": {"airplane": {}, "ship": {}}}}}
-    scenes = {
-        "kind": "classify",
-        "results": {"test": {"overall": {"images": 510, "accuracy": 0.459, "majority_accuracy": 0.043}}},
-    }
+    scenes = {"results": {"test": {"overall": {"images": 510, "accuracy": 0.459, "majority_accuracy": 0.043}}}}
     counts = {
-        "kind": "count",
         "results": {
             "test": {
                 "overall": {
@@ -344,11 +342,12 @@ def test_a_multi_task_card_lists_every_task_with_its_prompt_score_and_baseline()
             }
         },
     }
-    rows = card_rows.task_rows("caption en", caption, detection, card_rows.answer_rows([scenes, counts]))
+    views = {"caption": caption, "detect": detection, "classify": scenes, "count": counts}
+    rows = [[name, *get_task(name).card_row(view)] for name, view in views.items()]
     assert rows == [
         ["caption", "`caption en`", "CIDEr 1.3900", "before this training: CIDEr 1.2400"],
         ["detect", "`detect airplane ; ship`", "AP 0.0000, AP50 0.0100", "no boxes: AP 0"],
-        ["scene", "`answer en what is the scene?`", "accuracy 0.4590", "majority class: accuracy 0.0430"],
+        ["classify", "`answer en what is the scene?`", "accuracy 0.4590", "majority class: accuracy 0.0430"],
         [
             "count",
             "`answer en how many <classes> are there?`",
@@ -356,4 +355,4 @@ def test_a_multi_task_card_lists_every_task_with_its_prompt_score_and_baseline()
             "median count per class: accuracy 0.4170, MAE 1.5000",
         ],
     ]
-    assert card_rows.task_rows("caption en", {"results": caption["results"]}, None, [])[0][3] == "-"
+    assert get_task("caption").card_row({"results": caption["results"]})[2] == "-"

@@ -27,7 +27,7 @@ def product_texts() -> dict[str, str]:
     texts = {}
     patterns = (
         "*.md",
-        "docs/*.md",
+        "docs/**/*.md",
         "metrics/*/README.md",
         "examples/*/README.md",
         "dataset_builder/sample/README.md",

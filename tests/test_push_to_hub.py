@@ -123,7 +123,8 @@ def _score(sets: dict[str, list[dict]]) -> dict[str, dict]:
     results = {}
     for name, records in sets.items():
         per_source = {group.split("/", 1)[1]: value for group, value in scores.items() if group.startswith(name + "/")}
-        results[name] = {"loss": None, "num_samples": len(records), "overall": scores[name], "groups": per_source}
+        results[name] = {"task": "caption", "loss": None, "num_samples": len(records), "overall": scores[name]}
+        results[name]["groups"] = per_source
     return results
 
 

@@ -271,7 +271,7 @@ def test_the_default_model_is_the_packaged_one_when_installed(minilm):
 
 
 def test_the_caption_task_adds_sbert_sim_overall_and_per_source(tiny_model):
-    from tasks import CaptionTask
+    from tasks.caption import CaptionTask
 
     records = [
         {"prediction": p, "references": r, "source": source}

@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from collators import TSNPaliGemmaSCSTCollator
 from dataset_builder import SAMPLE_DIR, load_risc
 from finetuning.scst import (
     SCSTSettings,
@@ -19,7 +20,7 @@ from finetuning.scst import (
     scst_loss,
 )
 from metrics import CiderDReward, java_available
-from processing import TSNPaliGemmaSCSTCollator, postprocess_caption
+from tasks.caption import CaptionTask, postprocess_caption
 from tasks.likelihood import sequence_log_probs
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rs-mini"
@@ -131,7 +132,7 @@ def test_the_segment_encoder_runs_once_per_step(shipped, sample, baseline):
     try:
         model.train()
         settings = SCSTSettings(scst_samples=4, scst_baseline=baseline, max_new_tokens=10)
-        scst_loss(model, batch, reward, processor, PROMPT, settings).backward()
+        scst_loss(model, batch, reward, processor, CaptionTask(PROMPT), settings).backward()
     finally:
         hook.remove()
         model.zero_grad()
@@ -161,7 +162,9 @@ def test_a_few_scst_steps_raise_the_mean_sampled_reward_of_a_fixed_batch(sample)
     torch.manual_seed(0)
     model.train()
     for _ in range(5):
-        scst_loss(model, batch, reward, processor, PROMPT, SCSTSettings(max_new_tokens=20), stats).backward()
+        scst_loss(
+            model, batch, reward, processor, CaptionTask(PROMPT), SCSTSettings(max_new_tokens=20), stats
+        ).backward()
         optimizer.step()
         optimizer.zero_grad()
         logged.append(stats.pop())

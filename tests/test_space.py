@@ -67,4 +67,4 @@ def test_the_exported_space_serves_the_model_its_config_names(tmp_path, tiny_che
     (space / "app_config.json").write_text(json.dumps({"model": str(tiny_checkpoint())}))
     with running_app(None, app_file=space / "app.py") as url:
         page = urllib.request.urlopen(url, timeout=30).read().decode()
-    assert "TSN-PaliGemma aerial-image captioner" in page
+    assert "TSN-PaliGemma aerial-image model" in page

@@ -13,12 +13,12 @@ from PIL import Image
 from transformers import AutoProcessor
 
 import finetune
+from collators import TSNPaliGemmaEvalCollator, TSNPaliGemmaTrainCollator
 from finetuning.arguments import parse_finetune_args
 from finetuning.data import build_tasks, load_splits, split_by_task
-from processing import TSNPaliGemmaEvalCollator, TSNPaliGemmaTrainCollator
-from tasks import ClassifyTask, CountTask, task_for_prompt
-from tasks.classify import classification_metrics, confusion_counts, majority_class, scene_of
-from tasks.count import count_metrics, count_question, count_rows, median_counts, plural, read_count
+from tasks import task_for_prompt
+from tasks.classify import ClassifyTask, classification_metrics, confusion_counts, majority_class, scene_of
+from tasks.count import CountTask, count_metrics, count_question, count_rows, median_counts, plural, read_count
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -116,7 +116,7 @@ def test_the_answer_is_read_like_a_label():
     task = ClassifyTask(["dense residential"], majority="dense residential")
     record = task.record({"filename": "x.jpg", "source": "RSICD", "label": "dense residential"}, " Dense residential.")
     assert record["prediction"] == "dense residential"
-    assert task.read("<eos>bare land", 10, 10) == {"caption": "bare land"}
+    assert task.read("<eos>bare land", 10, 10) == {"text": "bare land"}
 
 
 def test_counting_rows_equal_the_box_counts_of_the_real_file(shared_data):
@@ -193,7 +193,7 @@ def test_inference_prompts_pick_the_task():
     assert isinstance(task_for_prompt("answer en what is the scene?"), ClassifyTask)
     counting = task_for_prompt("<image>answer en how many storage tanks are there?")
     assert isinstance(counting, CountTask) and counting.prompt == "answer en how many storage tanks are there?"
-    assert counting.read("17", 100, 100) == {"caption": "17", "count": 17}
+    assert counting.read("17", 100, 100) == {"text": "17", "count": 17}
     assert task_for_prompt("answer en what is in the image?").name == "caption"
 
 
@@ -321,7 +321,7 @@ def test_the_model_records_its_tasks_and_inference_uses_them(
     tmp_path, tiny_checkpoint, sample_image_paths, capsys, monkeypatch
 ):
     import inference
-    from tasks.recorded import task_from_record
+    from tasks import task_from_records
 
     boxes = _coco_folder(tmp_path / "coco", 6)
     mixture = [
@@ -341,7 +341,7 @@ def test_the_model_records_its_tasks_and_inference_uses_them(
         do_predict=False,
     )
     merged = tmp_path / "run" / "merged"
-    recorded = json.loads((merged / "config.json").read_text())["task_prompts"]
+    recorded = json.loads((merged / "config.json").read_text())["trained_tasks"]
     scenes = sorted({scene_of(r["image"]) for r in _sample_rows() if r["split"] == "train" and scene_of(r["image"])})
     assert recorded == {
         "caption": {"prompt": "caption en"},
@@ -353,10 +353,10 @@ def test_the_model_records_its_tasks_and_inference_uses_them(
             "generation": {"num_beams": 1, "max_new_tokens": recorded["detect"]["generation"]["max_new_tokens"]},
         },
     }
-    assert task_from_record("count", recorded, classes="car").prompt == "answer en how many cars are there?"
-    assert task_from_record("detect", recorded, classes="car").prompt == "detect car"
+    assert task_from_records("count", recorded, classes="car").prompt == "answer en how many cars are there?"
+    assert task_from_records("detect", recorded, classes="car").prompt == "detect car"
     with pytest.raises(ValueError, match="--task count needs one class to count.*counts ship ; car"):
-        task_from_record("count", recorded)
+        task_from_records("count", recorded)
 
     image = str(sample_image_paths[0])
     prompts = []
@@ -368,10 +368,10 @@ def test_the_model_records_its_tasks_and_inference_uses_them(
 
         return record
 
-    import captioning
+    import inference_core
 
-    monkeypatch.setattr(captioning, "generate_texts", recording(captioning.generate_texts))
-    monkeypatch.setattr(captioning, "choose_answers", recording(captioning.choose_answers))
+    monkeypatch.setattr(inference_core, "generate_texts", recording(inference_core.generate_texts))
+    monkeypatch.setattr(inference_core, "choose_answers", recording(inference_core.choose_answers))
     for extra in (["--task", "classify"], ["--task", "count", "--classes", "ship"], ["--task", "detect"]):
         assert inference.main([image, "--model", str(merged), "--format", "jsonl", *extra]) == 0
     assert prompts == [
@@ -381,5 +381,5 @@ def test_the_model_records_its_tasks_and_inference_uses_them(
     ]
     out = capsys.readouterr().out.splitlines()
     lines = [json.loads(line) for line in out if line.startswith('{"file"')]  # the training logs stdout too
-    assert len(lines) == 3 and lines[0]["caption"] in scenes
-    assert set(lines[1]) == {"file", "caption", "count"} and "boxes" in lines[2]
+    assert len(lines) == 3 and lines[0]["text"] in scenes
+    assert set(lines[1]) == {"file", "task", "text", "count"} and "boxes" in lines[2]

@@ -14,8 +14,8 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from tasks import DetectTask, detect_prompt, detection_metrics, encode_objects, parse_objects, prompt_classes
-from tasks.detect import transform_box, transformed_size
+from tasks.detect import DetectTask, detection_metrics, transform_box, transformed_size
+from tasks.loc_codec import detect_prompt, encode_objects, parse_objects, prompt_classes
 
 CLASSES = ["airplane", "ship", "storage tank"]
 

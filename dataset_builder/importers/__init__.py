@@ -13,26 +13,8 @@ import inspect
 import os
 from pathlib import Path
 
-from .formats import (
-    FORMATS,
-    infer_source,
-    infer_split,
-    read_coco,
-    read_flickr8k,
-    read_karpathy,
-    read_nwpu_lines,
-    read_table,
-)
-from .writer import (
-    ImageIndex,
-    ImportProblem,
-    ImportRecord,
-    ImportSummary,
-    RISCImportError,
-    convert_image,
-    to_rgb,
-    write_risc,
-)
+from .formats import FORMATS
+from .writer import ImportRecord, ImportSummary, RISCImportError, convert_image, to_rgb, write_risc
 
 
 def read_annotations(
@@ -50,8 +32,7 @@ def read_annotations(
     extra = {k: v for k, v in kwargs.items() if k in inspect.signature(reader).parameters and v is not None}
     records: list[ImportRecord] = []
     for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
-        file_records = reader(Path(path), source=source, split=split, **extra)
-        records += file_records[:limit] if limit else file_records
+        records += reader(Path(path), source=source, split=split, **extra)[: limit or None]
     return records
 
 
@@ -90,21 +71,12 @@ def import_annotations(
 
 __all__ = [
     "FORMATS",
-    "ImageIndex",
-    "ImportProblem",
     "ImportRecord",
     "ImportSummary",
     "RISCImportError",
     "convert_image",
     "import_annotations",
-    "infer_source",
-    "infer_split",
     "read_annotations",
-    "read_coco",
-    "read_flickr8k",
-    "read_karpathy",
-    "read_nwpu_lines",
-    "read_table",
     "to_rgb",
     "write_risc",
 ]

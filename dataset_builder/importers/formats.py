@@ -21,8 +21,7 @@ import csv
 import json
 import logging
 import re
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from ..layout import CAPTIONS_FILE
@@ -58,20 +57,14 @@ def normalize_source(value) -> str:
 
 def infer_source(path: Path, hint: str | None = None) -> str | None:
     """Source named by `hint` (e.g. Karpathy's `dataset` key) or by the file name, None if neither tells."""
-    for text in (hint or "", path.name):
-        words = re.findall(r"[a-z]+", text.lower())
-        for word in words:
-            if word in SOURCE_ALIASES:
-                return SOURCE_ALIASES[word]
-    return None
+    words = re.findall(r"[a-z]+", f"{hint or ''} {path.name}".lower())
+    return next((SOURCE_ALIASES[word] for word in words if word in SOURCE_ALIASES), None)
 
 
 def infer_split(path: Path) -> str | None:
     """Split named by the file name: `captions_val2017.json` -> val, `data_test_UCM.json` -> test."""
-    for word in re.findall(r"[a-z]+", path.stem.lower()):
-        if word in SPLIT_ALIASES and word != "restval":
-            return SPLIT_ALIASES[word]
-    return None
+    words = re.findall(r"[a-z]+", path.stem.lower())
+    return next((SPLIT_ALIASES[word] for word in words if word in SPLIT_ALIASES and word != "restval"), None)
 
 
 def _require_source(path: Path, source: str | None, hint: str | None = None) -> str:
@@ -142,7 +135,7 @@ def read_coco(path, source: str | None = None, split: str | None = None) -> list
         raise ValueError(f"{path} is not a COCO captions file (needs 'images' and 'annotations'). Fix: check format.")
     resolved_source = _require_source(path, source)
     resolved_split = _require_split(path, split, "COCO files have no split field")
-    captions: dict = OrderedDict((image["id"], []) for image in data["images"])
+    captions: dict = {image["id"]: [] for image in data["images"]}
     orphans = 0
     for annotation in data["annotations"]:
         if annotation["image_id"] in captions:
@@ -208,29 +201,17 @@ def read_nwpu_lines(path, source: str | None = None, split: str | None = None) -
                 )
         resolved_split = normalize_split(split or prefix)
         for position, image in enumerate(images):
-            records.append(
-                ImportRecord(
-                    resolved_source,
-                    resolved_split,
-                    image,
-                    [lines[position].strip() for lines in references],
-                    f"{image_list.name} line {position + 1}",
-                )
-            )
+            captions = [lines[position].strip() for lines in references]
+            origin = f"{image_list.name} line {position + 1}"
+            records.append(ImportRecord(resolved_source, resolved_split, image, captions, origin))
     return records
 
 
 def read_flickr8k(path, source: str | None = None, split: str | None = None) -> list[ImportRecord]:
-    """Flickr8k captions: `captions.txt` (CSV `image,caption`) or `Flickr8k.token.txt` (`name#k<TAB>caption`).
-
-    The files carry no split: `split` (default train) applies to every image. `source` is required unless the
-    file name names one.
-    """
+    """Flickr8k `captions.txt` or `Flickr8k.token.txt`; `source` is required unless the file name names one."""
     path = Path(path)
     resolved_source = _require_source(path, source)
     resolved_split = normalize_split(split or "train")
-    grouped: dict[str, list[str]] = OrderedDict()
-    first_line: dict[str, int] = {}
     lines = _lines(path)
     if lines and lines[0].strip().lower().replace(" ", "") == "image,caption":
         reader = csv.reader(lines[1:])
@@ -239,14 +220,14 @@ def read_flickr8k(path, source: str | None = None, split: str | None = None) -> 
     else:
         items = ((line.split("\t", 1)[0].rsplit("#", 1)[0], line.split("\t", 1)[1]) for line in lines if "\t" in line)
         offset = 1
+    records: dict[str, ImportRecord] = {}  # one per image, in order of first appearance
     for position, (image, caption) in enumerate(items):
         image = image.strip()
-        first_line.setdefault(image, position + offset)
-        grouped.setdefault(image, []).append(caption.strip())
-    return [
-        ImportRecord(resolved_source, resolved_split, image, captions, f"{path.name} line {first_line[image]}")
-        for image, captions in grouped.items()
-    ]
+        if image not in records:
+            origin = f"{path.name} line {position + offset}"
+            records[image] = ImportRecord(resolved_source, resolved_split, image, [], origin)
+        records[image].captions.append(caption.strip())
+    return list(records.values())
 
 
 def _table_rows(path: Path) -> list[dict]:
@@ -256,28 +237,11 @@ def _table_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-@dataclass(frozen=True)
-class _TableColumns:
-    """Where a CSV/JSONL table keeps the image name and the captions; `keys` maps lower-cased names to the
-    header as written, so column matching ignores case and surrounding spaces."""
-
-    keys: dict[str, str]
-    image: str
-    numbered: list[str]  # caption_1..N (lower-cased), in numeric order so caption_10 comes after caption_9
-    single: str | None  # the one-caption-per-row column, used when there is neither `captions` nor caption_N
-
-    def captions(self, row: dict) -> list:
-        """The captions of one row: the `captions` list if there is one, else caption_1..N, else the single column."""
-        if "captions" in self.keys:
-            value = row[self.keys["captions"]]
-            return json.loads(value) if isinstance(value, str) else list(value or [])
-        if self.numbered:
-            return [str(row[self.keys[k]] or "") for k in self.numbered]
-        return [str(row.get(self.single) or "")]
-
-
-def _table_columns(path: Path, rows: list[dict], image_column: str | None) -> _TableColumns:
-    """Find the image and caption columns from the first row's keys; raise naming the columns there are."""
+def _table_columns(path: Path, rows: list[dict], image_column: str | None) -> tuple[dict, str, Callable]:
+    """(keys, image column, captions of a row) of a CSV/JSONL table, found from the first row's keys; ValueError
+    naming the columns there are. `keys` maps lower-cased names to the header as written, so column matching ignores
+    case and surrounding spaces. A row's captions are its `captions` list if there is one, else caption_1..N (in
+    numeric order: caption_10 after caption_9), else its one-caption-per-row column."""
     keys = {key.strip().lower(): key for key in rows[0] if key is not None}
     if image_column:
         image_key = keys.get(image_column.lower())
@@ -291,65 +255,45 @@ def _table_columns(path: Path, rows: list[dict], image_column: str | None) -> _T
     single = next((keys[k] for k in SINGLE_CAPTION_COLUMNS if k in keys), None)
     if "captions" not in keys and not numbered and single is None:
         raise ValueError(f"{path}: no caption column (captions, caption_1..N or caption) among {', '.join(keys)}.")
-    return _TableColumns(keys, image_key, numbered, single)
 
+    def captions(row: dict) -> list:
+        if "captions" in keys:
+            value = row[keys["captions"]]
+            return json.loads(value) if isinstance(value, str) else list(value or [])
+        if numbered:
+            return [str(row[keys[k]] or "") for k in numbered]
+        return [str(row.get(single) or "")]
 
-def _group_by_image(
-    path: Path, rows: list[dict], columns: _TableColumns, file_split: str | None, file_source: str | None
-) -> dict[str, dict]:
-    """Rows of the same image merged into one entry (one-caption-per-row tables), in order of first appearance;
-    split, source and origin come from the image's first row."""
-    keys = columns.keys
-    offset = 1 if path.suffix.lower() in (".jsonl", ".ndjson") else 2  # CSV: line 1 is the header
-    grouped: dict[str, dict] = OrderedDict()
-    for position, row in enumerate(rows):
-        image = str(row.get(columns.image) or "").strip()
-        captions = columns.captions(row)
-        entry = grouped.setdefault(
-            image,
-            {
-                "captions": [],
-                "split": file_split or row.get(keys.get("split", ""), ""),
-                "source": file_source or row.get(keys.get("source", ""), ""),
-                "origin": f"{path.name} line {position + offset}",
-            },
-        )
-        entry["captions"].extend(str(caption).strip() for caption in captions)
-    return grouped
+    return keys, image_key, captions
 
 
 def read_table(
     path, source: str | None = None, split: str | None = None, image_column: str | None = None
 ) -> list[ImportRecord]:
-    """Generic CSV/JSONL: an image column plus captions as a `captions` list, `caption_1..N` columns, or one
-    `caption` per row (rows of the same image are grouped). Optional `source` and `split` columns.
-
-    A RISC `captions.csv` is a valid input: re-importing a folder converts its images to RGB and resizes them.
-    """
+    """Generic CSV/JSONL (see the module docstring). A RISC `captions.csv` is a valid input: re-importing a folder
+    converts its images to RGB and resizes them."""
     path = Path(path)
     rows = _table_rows(path)
     if not rows:
         raise ValueError(f"{path} has no rows.")
-    columns = _table_columns(path, rows, image_column)
-    keys = columns.keys
+    keys, image_key, captions_of = _table_columns(path, rows, image_column)
     file_split = split or (None if "split" in keys else infer_split(path))
-    file_source = source or (None if "source" in keys else infer_source(path))
-    if file_source is None and "source" not in keys:
-        _require_source(path, None)
-    records = []
-    for image, entry in _group_by_image(path, rows, columns, file_split, file_source).items():
-        records.append(
-            ImportRecord(
-                normalize_source(entry["source"]),
-                normalize_split(entry["split"]),
-                image,
-                entry["captions"],
-                entry["origin"],
-            )
-        )
+    file_source = source or (None if "source" in keys else _require_source(path, None))
+    # Rows of the same image are merged (one-caption-per-row tables), in order of first appearance; split, source
+    # and origin come from the image's first row.
+    offset = 1 if path.suffix.lower() in (".jsonl", ".ndjson") else 2  # CSV: line 1 is the header
+    records: dict[str, ImportRecord] = {}
+    for position, row in enumerate(rows):
+        image = str(row.get(image_key) or "").strip()
+        captions = captions_of(row)
+        if image not in records:
+            row_split = normalize_split(file_split or row.get(keys.get("split", ""), ""))
+            row_source = normalize_source(file_source or row.get(keys.get("source", ""), ""))
+            records[image] = ImportRecord(row_source, row_split, image, [], f"{path.name} line {position + offset}")
+        records[image].captions.extend(str(caption).strip() for caption in captions)
     if path.name == CAPTIONS_FILE:
         logger.info("Re-importing the RISC file %s: images are converted to RGB and resized", path)
-    return records
+    return list(records.values())
 
 
 FORMATS = {

@@ -1,8 +1,9 @@
 """Write a RISC folder (captions.csv + resized/*.jpg) from parsed annotation records.
 
-Every image is converted to 8-bit RGB (16-bit scaled by its peak, alpha composited on black, palette/CMYK/
-grayscale converted), resized to `size` x `size` with Lanczos and saved as JPEG quality 95. A file that is
-already an RGB JPEG of the right size is copied byte for byte (no generation loss).
+Every image is converted to 8-bit RGB by `images.to_rgb`, the conversion inference and evaluation use too
+(16/32-bit stretched from its own min..max, transparency composited on white, palette/CMYK/grayscale converted),
+resized to `size` x `size` with Lanczos and saved as JPEG quality 95. A file that is already an RGB JPEG of the
+right size is copied byte for byte (no generation loss).
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+from images import IMAGE_ERRORS, IMAGE_EXTENSIONS, to_rgb
 
 from ..layout import CAPTIONS_FILE, KNOWN_SOURCES, NUM_CAPTIONS, REQUIRED_COLUMNS, SPLITS
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 REPORT_FILE = "import_report.csv"
 JPEG_QUALITY = 95
 
@@ -140,24 +141,6 @@ class ImageIndex:
         return None, ("missing_image", f"no file for {ref!r} under {self.root}")
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB version of any Pillow image (see the module docstring for the rules)."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode == "RGB":
-        return image
-    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        # (H, W) integers up to 65535 (or floats): scale by the peak so 12/16-bit sensor data is not clipped
-        array = np.asarray(image, dtype=np.float64)
-        peak = float(array.max()) if array.size else 0.0
-        if peak > 255:
-            array = array * (255.0 / peak)
-        return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), mode="L").convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("RGB")
-    return image.convert("RGB")
-
-
 def convert_image(source: Path, destination: Path, size: int | None = 224) -> None:
     """Write `source` as an RGB JPEG of `size` x `size` (size None/0: keep the size) to `destination`."""
     with Image.open(source) as image:
@@ -242,7 +225,7 @@ def _convert_images(
         position, record = item
         try:
             convert_image(sources[position], image_out / record.output_name, size)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        except IMAGE_ERRORS as error:
             detail = f"{sources[position]}: {error}"
             return position, ImportProblem(record.origin, record.output_name, "unreadable_image", detail)
         return position, None
@@ -282,14 +265,12 @@ def _write_report(output_dir: Path, problems: list[ImportProblem], total: int) -
     with open(report_path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["origin", "image", "reason", "detail", "fix"])
-        for problem in problems:
-            writer.writerow([problem.origin, problem.image, problem.reason, problem.detail, problem.fix])
-    by_reason = Counter(p.reason for p in problems)
+        writer.writerows([p.origin, p.image, p.reason, p.detail, p.fix] for p in problems)
     logger.warning(
         "Skipped %d of %d entries (%s); every skipped entry is listed in %s",
         len({(p.origin, p.image) for p in problems}),
         total,
-        ", ".join(f"{reason}: {count}" for reason, count in by_reason.items()),
+        ", ".join(f"{reason}: {count}" for reason, count in Counter(p.reason for p in problems).items()),
         report_path,
     )
     return report_path

@@ -1,4 +1,5 @@
-"""Processor construction, training/evaluation collators and caption post-processing."""
+"""collators.py: processor construction and the training, evaluation and self-critical collators; the caption task's
+post-processing."""
 
 import random
 
@@ -6,13 +7,13 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoProcessor
 
-from processing import (
+from collators import (
     TSNPaliGemmaEvalCollator,
     TSNPaliGemmaTrainCollator,
-    decode_captions,
-    postprocess_caption,
     processor_for_config,
 )
+from finetuning.scst import decoded_texts
+from tasks.caption import CaptionTask, postprocess_caption
 
 CAPTIONS = [
     ["many green trees are around a building", "a building is near trees", "trees", "some trees", "a building"],
@@ -65,16 +66,17 @@ def test_train_collator_labels_only_one_caption(processor, sample_images):
 
 def test_random_caption_choice_varies_and_first_is_fixed(processor, sample_images):
     random.seed(1)
-    collator = TSNPaliGemmaTrainCollator(processor, caption_choice="random")
+    collator = TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="random"))
     seen = set()
     for _ in range(12):
         labels = collator(rows(sample_images)[:1])["labels"][0]
         seen.add(processor.tokenizer.decode(labels[labels != -100], skip_special_tokens=True))
     assert len(seen) >= 3
-    first = TSNPaliGemmaTrainCollator(processor, caption_choice="first")(rows(sample_images)[:1])["labels"][0]
+    first_caption = TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="first"))
+    first = first_caption(rows(sample_images)[:1])["labels"][0]
     assert processor.tokenizer.decode(first[first != -100], skip_special_tokens=True) == CAPTIONS[0][0]
     with pytest.raises(ValueError, match="caption_choice='all'"):
-        TSNPaliGemmaTrainCollator(processor, caption_choice="all")
+        TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="all"))
 
 
 def test_eval_collator_generation_inputs_hold_the_prompt_only(processor, sample_images):
@@ -107,14 +109,12 @@ def test_decode_and_postprocess(processor):
     sequences = torch.cat(
         [torch.full((1, 7), processor.image_token_id), ids, torch.tensor([[processor.tokenizer.eos_token_id]])], dim=1
     )
-    assert decode_captions(processor, sequences, prompt_length=7) == ["many green trees"]
+    assert decoded_texts(processor, sequences[:, 7:], CaptionTask()) == ["many green trees"]
 
 
 def test_eval_collator_scores_caption_one_also_for_a_mixtures_random_caption_task(processor, sample_images):
     """A mixture's caption task draws a caption at random for training; its evaluation loss is on caption 1, the
     same at every evaluation."""
-    from tasks import CaptionTask
-
     tasks = {"rsicd": CaptionTask("caption en", caption_choice="random")}
     row = {**rows(sample_images)[0], "task": "rsicd"}
     seen = set()

@@ -1,8 +1,9 @@
-"""Processor construction, training/evaluation collators and caption post-processing for TSN-PaliGemma.
+"""The processor a model needs, and the collators that turn rows into training, evaluation and self-critical
+batches.
 
-Rows come from `dataset_builder.load_risc` (`image`, `captions` = 5 strings, `source`, `filename`), or are
-task-tagged rows of `finetuning.data` (detection, mixtures) whose `task` column names the task (`tasks/`) that
-writes their prefix and suffix.
+Each row's task (`tasks/`) writes its prefix and suffix: rows of one dataset (e.g. `dataset_builder.load_risc`'s
+`image`, `captions`, `source`, `filename`) belong to the collator's `task`; task-tagged rows of `finetuning.data`
+(mixtures, boxes) name theirs in a `task` column, one of `tasks` (dataset name -> task object).
 
 ```python
 >>> from transformers import AutoConfig, AutoProcessor
@@ -14,7 +15,6 @@ writes their prefix and suffix.
 
 import copy
 import random
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +22,10 @@ import torch
 from PIL import Image
 from transformers import PaliGemmaProcessor
 
-DEFAULT_PROMPT = "caption en"
+from images import to_rgb
+from tasks import DEFAULT_TASK, Task, get_task
+
 IMAGE_TOKEN = "<image>"
-# "all" makes one row per caption before batching (finetuning.data); a collator then sees "first"-like rows.
-CAPTION_CHOICES = ("random", "all", "first")
 # The 8 symmetries of the square (identity, 3 rotations, 4 flips): an aerial image has no canonical orientation.
 DIHEDRAL_TRANSFORMS = (None, *Image.Transpose)
 
@@ -51,39 +51,35 @@ def processor_for_config(processor: PaliGemmaProcessor, config) -> PaliGemmaProc
 def _rgb(image: Any) -> Image.Image:
     if not isinstance(image, Image.Image):
         raise TypeError(f"Expected a PIL image in the row's 'image' column, got {type(image).__name__}.")
-    return image if image.mode == "RGB" else image.convert("RGB")
+    return to_rgb(image)  # as inference reads a file (images.py): training and evaluation see the same pixels
 
 
 @dataclass
 class TSNPaliGemmaTrainCollator:
     """Training batches: `"<image>" + prefix`, then the suffix; labels only on the suffix.
 
-    Each row's task (`tasks/`) gives its prefix and suffix: the row's `task` column names one of `tasks`; rows
-    without it belong to the captioning task built from `prompt` and `caption_choice` ("random": one of the row's
-    captions each time it is seen, drawn with python's `random`, whose state the Trainer checkpoints, so a resumed
-    run draws the same; "first": caption 1). augment: each image gets one of the 8 rotations/flips of the square,
-    drawn with python's `random` too, and the task writes its suffix for the moved image (boxes move with it).
+    `task` (default: the default task with its default prompt) writes the prefix and suffix of rows without a
+    `task` column; a task-tagged row's comes from `tasks`. A caption task draws one of the row's captions each time
+    it is seen (python's `random`, whose state the Trainer checkpoints, so a resumed run draws the same).
+    augment: each image gets one of the 8 rotations/flips of the square, drawn with python's `random` too, and the
+    task writes its suffix for the moved image (boxes move with it).
     """
 
     processor: PaliGemmaProcessor
-    prompt: str = DEFAULT_PROMPT
-    caption_choice: str = "random"
+    task: Task | None = None
     max_length: int | None = None
     augment: bool = False
-    tasks: dict | None = None  # task name -> task object; None: captioning only
+    tasks: dict | None = None  # dataset name -> task object of task-tagged rows
 
     def __post_init__(self):
-        from tasks import CaptionTask  # tasks/caption.py reads this module's caption post-processing
+        self.task = self.task or get_task(DEFAULT_TASK)()
 
-        # CaptionTask checks the choice ("all" rows arrive expanded, each with its `caption`).
-        self.caption_task = CaptionTask(self.prompt, self.caption_choice)
-
-    def task_of(self, row: dict):
+    def task_of(self, row: dict) -> Task:
         name = row.get("task")
         if name is None:
-            return self.caption_task
+            return self.task
         if not self.tasks or name not in self.tasks:
-            raise ValueError(f"row of task {name!r}, but this run has tasks {sorted(self.tasks or ['caption'])}.")
+            raise ValueError(f"row of task {name!r}, but this run has tasks {sorted(self.tasks or [])}.")
         return self.tasks[name]
 
     def _text_kwargs(self) -> dict:
@@ -126,17 +122,10 @@ class TSNPaliGemmaEvalCollator(TSNPaliGemmaTrainCollator):
     references again after a distributed gather.
     """
 
-    caption_choice: str = "first"
-
-    def task_of(self, row: dict):
-        """The row's task, a caption task always with caption 1: a mixture's caption task draws a random caption
-        for training, which would make the evaluation loss change from one evaluation to the next."""
-        task = super().task_of(row)
-        if getattr(task, "caption_choice", "first") == "first":
-            return task
-        first = copy.copy(task)
-        first.caption_choice = "first"
-        return first
+    def task_of(self, row: dict) -> Task:
+        """The row's task as evaluation sees it (`Task.evaluation_copy`): a fixed suffix, so that the evaluation
+        loss of the same weights does not change from one evaluation to the next."""
+        return super().task_of(row).evaluation_copy()
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         batch = super().__call__(rows)
@@ -163,15 +152,15 @@ class TSNPaliGemmaEvalCollator(TSNPaliGemmaTrainCollator):
 
 @dataclass
 class TSNPaliGemmaSCSTCollator(TSNPaliGemmaTrainCollator):
-    """Self-critical training batches: `"<image>" + prompt` alone (the model samples the captions) and every
-    reference caption of each image, for the reward.
+    """Self-critical training batches: `"<image>" + prompt` (the task's) alone, the model samples the outputs, and
+    every reference caption of each image, for the reward.
 
     Every row has the same prompt, so no row is padded: the prompt is `input_ids[:, :P]` of every row. Images get
     the training augmentation; `references` is a list (one list of captions per image) that the trainer reads.
     """
 
     def __call__(self, rows: list[dict]) -> dict:
-        text = [IMAGE_TOKEN + self.prompt] * len(rows)
+        text = [IMAGE_TOKEN + self.task.prompt] * len(rows)
         images = self._images(rows, self._moves(len(rows)))
         batch = dict(self.processor(text=text, images=images, return_tensors="pt", padding="longest"))
         batch.pop("labels", None)
@@ -180,33 +169,10 @@ class TSNPaliGemmaSCSTCollator(TSNPaliGemmaTrainCollator):
         return batch
 
 
-def postprocess_caption(text: str, prompt: str | None = DEFAULT_PROMPT) -> str:
-    """Clean one decoded caption: drop an echoed prompt, leftover special tokens and extra whitespace.
-
-    >>> postprocess_caption("caption en\\n many  green trees <eos>")
-    'many green trees'
-    """
-    text = re.sub(r"<(?:image|bos|eos|pad|unk|loc\d{4}|seg\d{3})>", " ", text)
-    text = text.strip()
-    if prompt and text.startswith(prompt):
-        text = text[len(prompt) :]
-    return " ".join(text.split())
-
-
-def decode_captions(
-    processor: PaliGemmaProcessor, sequences: torch.Tensor, prompt_length: int, prompt: str | None = DEFAULT_PROMPT
-) -> list[str]:
-    """Decode `generate` output: slice off the (left-padded) prompt of `prompt_length` tokens, then clean up."""
-    texts = processor.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
-    return [postprocess_caption(text, prompt) for text in texts]
-
-
 __all__ = [
-    "DEFAULT_PROMPT",
+    "IMAGE_TOKEN",
     "TSNPaliGemmaEvalCollator",
     "TSNPaliGemmaSCSTCollator",
     "TSNPaliGemmaTrainCollator",
-    "decode_captions",
-    "postprocess_caption",
     "processor_for_config",
 ]
