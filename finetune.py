@@ -23,13 +23,14 @@ import transformers
 from transformers import set_seed
 
 from finetuning.arguments import ConfigError, parse_finetune_args
-from finetuning.data import images_per_source, load_splits
+from finetuning.data import dataset_names, images_per_source, load_splits
 from finetuning.evaluation import evaluate_as_is, evaluate_published
 from finetuning.model_setup import plan_training, prepare_training_model, save_trained_model, unwrapped_model
 from finetuning.outputs import publish_outputs, summary_table, write_json, write_run_config
 from finetuning.resume import prepare_output_dir
 from finetuning.trainer import build_trainer
 from finetuning.training import train
+from tasks import recorded_tasks
 
 
 def run(args, callbacks=None) -> dict:
@@ -60,6 +61,8 @@ def run(args, callbacks=None) -> dict:
 
     if training.do_train:
         summary["train_images"] = images_per_source(splits["train"])  # what the card says the model learned from
+        summary["datasets"] = dataset_names(args.data)  # the run's own data, by name (never a local path)
+        summary["base_tasks"] = sorted(recorded_tasks(unwrapped_model(model).config))  # what the base had learned
         summary.update(train(args, trainer, splits))
         merged_dir = save_trained_model(args, trainer, processor, plan, output_dir)
         del trainer, model

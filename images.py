@@ -75,11 +75,11 @@ def _stretch_to_rgb(image: Image.Image) -> Image.Image:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 
 
-def collect_inputs(patterns: Sequence[str]) -> list[Path]:
+def collect_inputs(patterns: Sequence[str], missing: list[str] | None = None) -> list[Path]:
     """Expand files, folders (their image files, sorted) and glob patterns, keeping order and dropping duplicates.
 
-    A file named explicitly is kept whatever its extension (it is reported later if it is not an image). Raises
-    FileNotFoundError naming the first pattern that matches nothing.
+    A file named explicitly is kept whatever its extension (it is reported later if it is not an image). A pattern
+    that matches nothing raises FileNotFoundError naming it, or, given a `missing` list, is appended to it.
     """
     paths: dict[Path, None] = {}  # ordered set
     for pattern in patterns:
@@ -93,13 +93,19 @@ def collect_inputs(patterns: Sequence[str]) -> list[Path]:
             for match in sorted(glob.glob(pattern, recursive=True)):
                 match = Path(match)
                 found += _folder_images(match) if match.is_dir() else [match] if match.is_file() else []
+        if not found and missing is None:
+            raise FileNotFoundError(no_match_message(pattern))
         if not found:
-            raise FileNotFoundError(
-                f"input {pattern!r} matches no image: pass an image file, a folder holding "
-                f"{'/'.join(IMAGE_EXTENSIONS)} files, or a glob such as 'images/*.jpg'."
-            )
+            missing.append(pattern)
         paths.update(dict.fromkeys(found))
     return list(paths)
+
+
+def no_match_message(pattern: str) -> str:
+    return (
+        f"input {pattern!r} matches no image: pass an image file, a folder holding "
+        f"{'/'.join(IMAGE_EXTENSIONS)} files, or a glob such as 'images/*.jpg'."
+    )
 
 
 def _folder_images(folder: Path) -> list[Path]:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from command_line import parse_command_line
-from images import IMAGE_ERRORS, collect_inputs, load_image, render_grid
+from images import IMAGE_ERRORS, collect_inputs, load_image, no_match_message, render_grid
 from inference_core import ModelNotFoundError, choose_task, csv_rows, load_model, result_record, run_task, text_lines
 from tasks import DEFAULT_PROMPT, DEFAULT_TASK, task_names
 
@@ -163,12 +163,14 @@ def parse_args(argv: list[str] | None = None) -> InferenceArguments:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 some files unreadable, 2 bad inputs)."""
+    """Run the CLI; returns the exit status (0 ok, 1 some inputs missing or unreadable, 2 nothing to do)."""
     args = parse_args(argv)
-    try:
-        paths = collect_inputs(args.inputs)
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
+    missing: list[str] = []
+    paths = collect_inputs(args.inputs, missing)
+    for pattern in missing:  # reported and skipped: the other inputs are still answered
+        print(f"skipped: {no_match_message(pattern)}", file=sys.stderr)
+    if not paths:
+        print(f"error: {no_match_message(missing[0])}", file=sys.stderr)
         return 2
     try:
         model, processor = load_model(args.model)
@@ -187,13 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         captioned += 1
         if args.grid and len(shown) < args.grid_max_images:
             shown.append(task.draw(result, image))
-    unreadable = len(paths) - captioned
+    skipped = len(paths) - captioned + len(missing)
     if shown:
         grid = render_grid([picture for picture, _ in shown], [text for _, text in shown], args.grid)
         print(f"grid of {len(shown)} images -> {grid}", file=sys.stderr)
-    if unreadable:
+    if skipped:
         print(
-            f"{unreadable} of {len(paths)} files could not be read (named above); answered the other {captioned}.",
+            f"{skipped} of {len(paths) + len(missing)} files could not be read (named above: missing or unreadable); "
+            f"answered the other {captioned}.",
             file=sys.stderr,
         )
         return 1

@@ -11,6 +11,7 @@ closed set of answers), and give each result as a record and as text lines.
 ```
 """
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -200,14 +201,44 @@ def check_model_location(name: str, revision: str | None = None) -> None:
         )
 
 
+def load_adapter(folder: Path, dtype: torch.dtype):
+    """A PEFT LoRA folder (finetune.py's output_dir/adapter, what QLoRA users keep): the base it names rebuilt with
+    the adapter's TSN settings (its config.json), the adapter merged into it in float32 (as publishing merges)."""
+    from peft import PeftConfig, PeftModel
+
+    from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
+
+    base = PeftConfig.from_pretrained(str(folder)).base_model_name_or_path
+    try:
+        check_model_location(base)
+    except ModelNotFoundError as error:
+        raise ModelNotFoundError(
+            f"{str(folder)!r} is a LoRA adapter of the base {base!r}, which cannot be loaded here ({error}) Fix: pass "
+            "the run's merged/ folder instead, or make the base available at that path."
+        ) from error
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    options = {key: value for key, value in config.items() if key.startswith("tsn_")}
+    model = TSNPaliGemmaForConditionalGeneration.from_base_pretrained(
+        base, dtype=torch.float32, **{**options, "tsn_pretrained_backbone": False}
+    )
+    return PeftModel.from_pretrained(model, str(folder)).merge_and_unload().to(dtype)
+
+
 def load_model(model_name_or_path: str):
-    """(model in eval mode on the automatic device/dtype, processor) from a folder or Hub id, as Hub custom code.
+    """(model in eval mode on the automatic device/dtype, processor) from a folder or Hub id, as Hub custom code; a
+    LoRA adapter folder loads its base with the adapter merged (`load_adapter`).
 
     A reference that cannot load raises ModelNotFoundError before any network call (`check_model_location`)."""
     check_model_location(model_name_or_path)
     device, dtype = pick_device_and_dtype()
+    folder = Path(model_name_or_path).expanduser()
     try:
-        model = AutoModelForImageTextToText.from_pretrained(model_name_or_path, trust_remote_code=True, dtype=dtype)
+        if (folder / "adapter_config.json").is_file():
+            model = load_adapter(folder, dtype)
+        else:
+            model = AutoModelForImageTextToText.from_pretrained(
+                model_name_or_path, trust_remote_code=True, dtype=dtype
+            )
         processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=True)
     except OSError as error:  # a Hub id that is unreachable, unknown or gated: transformers says which
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

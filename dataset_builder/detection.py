@@ -7,7 +7,10 @@
 Layouts found in a folder, per split (train, val, test; roboflow's `valid` is read as val):
 - COCO: `annotations/instances_{split}.json` + `images/{split}/` (or `{split}/`), what most detection tools write;
 - PaliGemma JSONL: `{split}.jsonl` or `_annotations.{split}.jsonl`, one `{"image", "prefix": "detect a ; b",
-  "suffix": "<loc..>x4 a ; ..."}` per line (roboflow and big_vision), images next to the file or in `{split}/`.
+  "suffix": "<loc..>x4 a ; ..."}` per line (roboflow and big_vision), images next to the file or in `{split}/`;
+- YOLO (what Ultralytics and most labelling tools export): `images/{split}/` + `labels/{split}/<image stem>.txt`,
+  one `class x_center y_center width height` line per box (fractions of the image's sides), the class names in
+  `data.yaml` (`names`: a list, or a mapping of index to name); an image without a label file has no box.
 
 Rows (Hugging Face's detection convention): `image`, `filename`, `source`, `width`, `height`, `objects` =
 {`bbox`: [x, y, w, h] in pixels of the image as stored, `category`: ClassLabel of the dataset's classes}. Every
@@ -25,8 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import yaml
 from PIL import Image, UnidentifiedImageError
 
+from images import IMAGE_EXTENSIONS
 from tasks.loc_codec import parse_objects, prompt_classes
 
 logger = logging.getLogger(__name__)
@@ -45,6 +50,7 @@ FIXES = {
     "malformed_line": 'write one JSON object per line with "image", "prefix" and "suffix"',
     "unsupported_prefix": "give detection lines a 'detect a ; b' prefix (captions go into a RISC captions.csv)",
     "malformed_suffix": "write each object as four <locNNNN> tokens and a class of the prefix, joined by ' ; '",
+    "malformed_label": "write one `class x_center y_center width height` line per box, numbers in [0, 1]",
 }
 
 
@@ -230,9 +236,66 @@ def read_paligemma_jsonl(
     return _finish(rows, problems, classes, skip_invalid, file)
 
 
+def yolo_classes(dataset_dir: Path) -> list[str]:
+    """The class names of a YOLO folder's data.yaml (or dataset.yaml), in index order."""
+    for name in ("data.yaml", "dataset.yaml"):
+        if (dataset_dir / name).is_file():
+            names = yaml.safe_load((dataset_dir / name).read_text(encoding="utf-8")).get("names") or []
+            return [str(names[key]) for key in sorted(names)] if isinstance(names, dict) else list(map(str, names))
+    raise FileNotFoundError(
+        f"{dataset_dir} has labels/ but no data.yaml: add one with `names: [class0, class1, ...]`."
+    )
+
+
+def _yolo_boxes(text: str, size: tuple[int, int], classes: list[str]) -> tuple[list, list] | str:
+    """(bboxes in pixels, class indices) of one label file, or the detail of its first bad line."""
+    boxes, categories = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            index, x, y, w, h = int(fields[0]), *map(float, fields[1:5])
+        except (ValueError, TypeError):
+            return f"line {number} {line!r}"
+        if len(fields) != 5 or not 0 <= index < len(classes):
+            return f"line {number} {line!r} (class index 0..{len(classes) - 1})"
+        width, height = size
+        boxes.append([(x - w / 2) * width, (y - h / 2) * height, w * width, h * height])
+        categories.append(index)
+    return boxes, categories
+
+
+def read_yolo(
+    labels_dir: str | Path, images_dir: str | Path, source: str, skip_invalid: bool = False
+) -> datasets.Dataset:
+    """One split of a YOLO folder: every image of `images_dir` with the boxes of its `labels_dir/<stem>.txt`."""
+    labels_dir, images_dir = Path(labels_dir), Path(images_dir)
+    classes = yolo_classes(labels_dir.parent.parent)
+    problems, rows = [], []
+    for path in sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        label, where = labels_dir / f"{path.stem}.txt", f"labels of {path.name}"
+        size = _image_size(path)
+        found = _yolo_boxes(label.read_text(encoding="utf-8"), size, classes) if label.is_file() else ([], [])
+        if isinstance(size, str) or isinstance(found, str):
+            reason, detail = (size, f"{path} cannot be read") if isinstance(size, str) else ("malformed_label", found)
+            problems.append(DetectionProblem(str(label), where, path.name, reason, detail))
+            continue
+        bad = [_check_box(box, *size) for box in found[0]]
+        if any(bad):
+            problems.append(DetectionProblem(str(label), where, path.name, *next(filter(None, bad))))
+            continue
+        row = {"image": str(path), "filename": path.name, "source": source, "width": size[0], "height": size[1]}
+        row["objects"] = {"bbox": [_clip(box, *size) for box in found[0]], "category": found[1]}
+        rows.append(row)
+    return _finish(rows, problems, classes, skip_invalid, str(labels_dir))
+
+
 def split_files(dataset_dir: Path, split: str) -> tuple[str, Path, Path] | None:
-    """(format, annotation file, image folder) of one split, or None when the folder has no such split."""
+    """(format, annotation file or folder, image folder) of one split, or None when the folder has no such split."""
     for name in SPLIT_ALIASES[split]:
+        if (dataset_dir / "labels" / name).is_dir() and (dataset_dir / "images" / name).is_dir():
+            return "yolo", dataset_dir / "labels" / name, dataset_dir / "images" / name
         coco = dataset_dir / "annotations" / f"instances_{name}.json"
         if coco.is_file():
             images = dataset_dir / "images" / name
@@ -250,7 +313,7 @@ def load_detection(
     """Every split a detection folder holds (COCO JSON or PaliGemma JSONL), with one class list for all splits."""
     dataset_dir = Path(dataset_dir)
     source = source or dataset_dir.resolve().name
-    readers = {"coco": read_coco_detection, "jsonl": read_paligemma_jsonl}
+    readers = {"coco": read_coco_detection, "jsonl": read_paligemma_jsonl, "yolo": read_yolo}
     splits = {}
     for split in SPLIT_ALIASES:
         found = split_files(dataset_dir, split)
@@ -260,7 +323,8 @@ def load_detection(
     if not splits:
         raise FileNotFoundError(
             f"{dataset_dir} holds no detection split: expected annotations/instances_train.json (COCO) or "
-            "train.jsonl / _annotations.train.jsonl (PaliGemma JSONL), and the same for val and test."
+            "train.jsonl / _annotations.train.jsonl (PaliGemma JSONL) or labels/train/ + images/train/ (YOLO), and "
+            "the same for val and test."
         )
     names = {split: detection_classes(rows) for split, rows in splits.items()}
     first = next(iter(names.values()))

@@ -69,7 +69,7 @@ class ModelArguments:
         default="auto",
         metadata={
             "help": "dtype of the published merged model: float32, bfloat16, or auto (bfloat16 when training "
-            "in bf16, else float32). LoRA is always merged into a freshly loaded full-precision base."
+            "in bf16, else the base's dtype). LoRA is always merged into a freshly loaded float32 base first."
         },
     )
 
@@ -108,7 +108,11 @@ class TSNArguments:
 class DataArguments:
     dataset_dir: str = field(
         default="dataset_builder/sample",
-        metadata={"help": "RISC folder: captions.csv + resized/ (see docs/dataset.md)."},
+        metadata={
+            "help": "The data: a RISC folder, a captions or classes file (CSV, JSONL, COCO captions JSON) or folder "
+            "(metadata.csv, a folder per class), or for boxes a COCO / PaliGemma JSONL / YOLO folder "
+            "(docs/dataset.md)."
+        },
     )
     task: str = field(
         default=DEFAULT_TASK,
@@ -135,6 +139,14 @@ class DataArguments:
         },
     )
     skip_invalid: bool = field(default=False, metadata={"help": "Skip invalid rows (reported) instead of stopping."})
+    val_fraction: float = field(
+        default=0.1,
+        metadata={"help": "Data without a split: the share of images in val (by a hash of the file name)."},
+    )
+    test_fraction: float = field(
+        default=0.1,
+        metadata={"help": "Data without a split: the share of images in test (by a hash of the file name)."},
+    )
     caption_choice: str = field(
         default="random",
         metadata={

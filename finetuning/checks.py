@@ -90,18 +90,19 @@ def check_dataset_dir(data_format: str, data_dir: Path) -> None:
     from dataset_builder.detection import SPLIT_ALIASES, split_files
 
     captions = data_format != BOXES_FORMAT
-    if not data_dir.is_dir():
-        kind = "a RISC folder (captions.csv + resized/)" if captions else "a COCO or PaliGemma JSONL folder"
+    if not data_dir.exists():
+        kind = "a captions or classes file or folder" if captions else "a COCO, PaliGemma JSONL or YOLO folder"
         raise ConfigError(f"dataset_dir={str(data_dir)!r} does not exist. Fix: point --dataset_dir at {kind}.")
-    if captions and not (data_dir / "captions.csv").is_file():
+    if captions and data_dir.is_file() and data_dir.suffix.lower() not in (".csv", ".jsonl", ".json"):
         raise ConfigError(
-            f"dataset_dir={str(data_dir)!r} has no captions.csv. Fix: use a RISC folder, or convert your data "
-            "with `python -m dataset_builder import ...` (docs/dataset.md)."
+            f"dataset_dir={str(data_dir)!r} is a {data_dir.suffix or 'suffix-less'} file. Fix: give a CSV "
+            "(image,caption or image,label), a JSONL or a COCO captions JSON file, or a folder (docs/dataset.md)."
         )
     if not captions and any(split_files(data_dir, split) is None for split in SPLIT_ALIASES):
         raise ConfigError(
             f"dataset_dir={str(data_dir)!r} lacks a detection split: train, val and test each need "
-            "annotations/instances_{split}.json (COCO) or {split}.jsonl (PaliGemma JSONL) (docs/dataset.md)."
+            "annotations/instances_{split}.json (COCO), {split}.jsonl (PaliGemma JSONL) or labels/{split}/ (YOLO) "
+            "(docs/dataset.md)."
         )
 
 

@@ -12,11 +12,13 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import datasets
 
 from dataset_builder import load_risc
 from dataset_builder.detection import detection_classes, load_detection
+from dataset_builder.user_data import dataset_label, is_risc_folder, load_user_data
 from tasks import RunContext, get_task, task_names
 from tasks.base import BOXES_FORMAT
 from tasks.rows import distinct_rows  # noqa: F401 (re-exported)
@@ -86,6 +88,9 @@ def data_format(entry: DatasetEntry) -> str:
 def _load_entry(entry: DatasetEntry, data_args) -> datasets.DatasetDict:
     if data_format(entry) == BOXES_FORMAT:
         return load_detection(entry.dataset_dir, skip_invalid=data_args.skip_invalid)
+    if not is_risc_folder(Path(entry.dataset_dir)):  # captions or classes as users hold them
+        fractions = {"val_fraction": data_args.val_fraction, "test_fraction": data_args.test_fraction}
+        return load_user_data(entry.dataset_dir, skip_invalid=data_args.skip_invalid, **fractions)
     return load_risc(
         entry.dataset_dir,
         config=data_args.dataset_config,
@@ -215,6 +220,11 @@ def build_tasks(data_args, splits, processor, sbert_model: str | None = None) ->
         entry.name: get_task(entry.task).for_run(rows_of(train, entry.name) if "task" in columns else train, run)
         for entry in dataset_entries(data_args)
     }
+
+
+def dataset_names(data_args) -> dict[str, str]:
+    """{dataset name in the run: what the card calls its data} (`dataset_label`: RISC only for a RISC folder)."""
+    return {entry.name: dataset_label(entry.dataset_dir) for entry in dataset_entries(data_args)}
 
 
 def images_per_source(split: datasets.Dataset) -> dict[str, int]:

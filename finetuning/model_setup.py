@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from transformers import AutoProcessor
+from transformers import AutoProcessor, PretrainedConfig
 
 from collators import processor_for_config
 from modeling_tsn_paligemma import TSNPaliGemmaForConditionalGeneration
 from publishing.run_folder import describe_base
 from qlora import apply_lora, quantization_config
-from tasks import TASKS_CONFIG_KEY, run_records
+from tasks import TASKS_CONFIG_KEY, recorded_tasks, run_records
+from tasks.registry import LEGACY_CONFIG_KEYS
 
 from .checks import on_cuda, resolve_quantization, resolve_strategy
 
@@ -108,9 +109,15 @@ def count_parameters(model) -> tuple[int, int]:
 
 
 def merged_dtype(model_args, training_args) -> torch.dtype:
-    if model_args.merged_dtype == "auto":
-        return torch.bfloat16 if training_args.bf16 else torch.float32
-    return getattr(torch, model_args.merged_dtype)
+    """The published weights' dtype: `merged_dtype`, or (auto) bf16 when training in bf16, else the base's own
+    (a bf16 base stays bf16: twice smaller, and what it was published in), else float32."""
+    if model_args.merged_dtype != "auto":
+        return getattr(torch, model_args.merged_dtype)
+    if training_args.bf16:
+        return torch.bfloat16
+    config, _ = PretrainedConfig.get_config_dict(model_args.model_name_or_path, revision=model_args.revision)
+    base = config.get("dtype") or config.get("torch_dtype") or "float32"
+    return torch.bfloat16 if base == "bfloat16" else torch.float32
 
 
 def merge_adapter(model_args, tsn_options: dict, adapter_dir: str | Path, dtype: torch.dtype):
@@ -120,11 +127,11 @@ def merge_adapter(model_args, tsn_options: dict, adapter_dir: str | Path, dtype:
 
     options = {**tsn_options, "tsn_pretrained_backbone": False}  # the trained encoder comes from the adapter
     base = TSNPaliGemmaForConditionalGeneration.from_base_pretrained(
-        model_args.model_name_or_path, revision=model_args.revision, dtype=dtype, **options
+        model_args.model_name_or_path, revision=model_args.revision, dtype=torch.float32, **options
     )
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.config.tsn_pretrained_backbone = False
-    return merged.eval()
+    return merged.to(dtype).eval()  # merged in float32, then stored in `dtype`
 
 
 class TrainingPlan(NamedTuple):
@@ -191,8 +198,11 @@ def save_trained_model(args, trainer, processor, plan: TrainingPlan, output_dir:
         else:
             model = trained.to(dtype)
         model.generation_config = trainer.caption_generation_config
-        # What inference.py --task reads back: each trained task's prompt, classes and decoding
-        setattr(model.config, TASKS_CONFIG_KEY, run_records(trainer.tasks))
+        # What inference.py --task reads back: each task's prompt, classes and decoding; the base's tasks that this
+        # run did not train keep the base's record (the model can still do them)
+        setattr(model.config, TASKS_CONFIG_KEY, {**recorded_tasks(model.config), **run_records(trainer.tasks)})
+        for key in LEGACY_CONFIG_KEYS:
+            model.config.__dict__.pop(key, None)
         model.save_pretrained(merged_dir)
         processor.save_pretrained(merged_dir)
     trainer.accelerator.wait_for_everyone()

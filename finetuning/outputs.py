@@ -59,7 +59,8 @@ def summary_table(output_dir: str | Path, summary: dict) -> str:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     lines = ["", f"{'':<22}{'before':>10}{'after':>10}"]
     first, last = summary.get("first_train_loss"), summary.get("last_train_loss")
-    lines.append(f"{'train loss':<22}{_number(first):>10}{_number(last):>10}")
+    # The first and the last logged training loss (not measured on the same rows): the test loss rows compare.
+    lines.append(f"{'train loss first/last':<22}{_number(first):>10}{_number(last):>10}")
     for label, before, after in _test_sections(results):
         lines.append(f"{label + 'loss':<22}{_number(before.get('loss')):>10}{_number(after.get('loss')):>10}")
         names = _summary_names(after)

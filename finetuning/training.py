@@ -25,6 +25,7 @@ def train(args, trainer, splits) -> dict:
         "first_train_loss": first_loss,
         "last_train_loss": last_loss,
         "global_step": trainer.state.global_step,
+        "epochs_done": trainer.state.epoch,
         "train_runtime_s": result.metrics.get("train_runtime"),
         "best_checkpoint": trainer.state.best_model_checkpoint,
     }

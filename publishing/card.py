@@ -30,7 +30,7 @@ from .paths import looks_like_local_path
 from .run_folder import (
     SAMPLES_IMAGE,
     base_model_id,
-    dataset_id,
+    dataset_ids,
     describe_base,
     find_example_image,
     load_baseline,
@@ -113,11 +113,13 @@ def data_text(train_images: dict[str, int], views: list[dict], dataset: str) -> 
     groups: dict[type, dict[str, int]] = {}
     for source, count in train_images.items():
         groups.setdefault(claimed.get(source, default), {})[source] = count
-    parts = [task.train_data_text(images) for task, images in groups.items()]
+    parts = [task.train_data_text(images, dataset == "RISC") for task, images in groups.items()]
     return f"{sum(train_images.values()):,} training images ({'; '.join(parts)})"
 
 
-def _task_views(output_dir: Path, eval_results: dict, recorded: dict, run_dataset: str) -> list[dict]:
+def _task_views(
+    output_dir: Path, eval_results: dict, recorded: dict, run_dataset: str, base_tasks: list[str]
+) -> list[dict]:
     """Per task of the run (one, or each dataset of a mixture): its task class (named in the results), test/val
     scores, zero-shot scores, predictions, the prompt the model recorded for it and the sources it scored."""
     vals, baselines = task_results(eval_results, "val"), task_results(eval_results, "baseline_test")
@@ -136,6 +138,7 @@ def _task_views(output_dir: Path, eval_results: dict, recorded: dict, run_datase
                 "source": predictions[0].get("source", name or task.name) if predictions else name or task.name,
                 "sources": list(dict.fromkeys(record.get("source") for record in predictions)),
                 "run_dataset": run_dataset,
+                "base_trained": task.name in base_tasks,
             }
         )
     return views
@@ -151,11 +154,14 @@ def read_run(output_dir: Path, adapter_only: bool, base_model: str | None, datas
     # What the run recorded of its base; for older runs, the base as it is now (its folder, or its Hub id).
     base = summary.get("base_model") or describe_base(base_id or finetune_config.get("model_name_or_path"))
     eval_results = read_test_results(output_dir)
-    run_dataset = dataset_id(finetune_config, dataset)
-    views = _task_views(output_dir, eval_results, recorded_tasks(config), run_dataset)
-    first = views[0]
+    datasets = dataset_ids(finetune_config, summary, dataset)
+    run_dataset = datasets[0] if datasets else "the training data"
+    recorded, base_tasks = recorded_tasks(config), summary.get("base_tasks", [])
+    views = _task_views(output_dir, eval_results, recorded, run_dataset, base_tasks)
+    first, scored = views[0], {view["task"].name for view in views}
     return {
         "tasks": views,
+        "inherited": {name: record for name, record in recorded.items() if name not in scored},
         "summary": summary,
         "base": base,
         "license": base.get("license") or UNKNOWN_LICENSE,
@@ -168,9 +174,9 @@ def read_run(output_dir: Path, adapter_only: bool, base_model: str | None, datas
         "quantization": finetune_config.get("quantization", "4bit"),
         "base_id": base_id,
         "dataset": run_dataset,
+        "datasets": datasets,
         "prompt": first["task"].prompt_text(first),  # the widget's and the usage code's
         "characteristics": read_optional_json(output_dir / "characteristics.json"),
-        "trainable": summary.get("trainable_parameters"),
         "has_samples": (output_dir / SAMPLES_IMAGE).is_file(),
         "example": None if adapter_only else find_example_image(output_dir),
     }
@@ -219,6 +225,17 @@ def _usage_values(run: dict) -> dict:
     }
 
 
+def _losses(run: dict) -> tuple[str, float | None, float | None]:
+    """(label, before, after): the first task's test loss before and after this training when the run scored its
+    base, else the first and last logged training loss."""
+    first = run["tasks"][0]
+    before = (first.get("baseline") or {}).get("loss")
+    if before is not None:
+        return "test loss, before -> after this training", before, first["results"]["test"].get("loss")
+    summary = run["summary"]
+    return "training loss, first -> last logged", summary.get("first_train_loss"), summary.get("last_train_loss")
+
+
 def _template_values(run: dict, repo_id: str, adapter_only: bool, revision: str) -> dict:
     base = base_text(run["base_id"], run["base"])
     method, kind = _method(run["strategy"], run["quantization"])
@@ -229,6 +246,11 @@ def _template_values(run: dict, repo_id: str, adapter_only: bool, revision: str)
         "task_rows": [[view["task"].name, *view["task"].card_row(view)] for view in views],
         "task_sections": task_sections(run),
         "has_examples": any(view["predictions"] for view in views),
+        "scored_tasks": ", ".join(dict.fromkeys(view["task"].name for view in views)),
+        "inherited_tasks": [
+            f"{name} (`{record.get('prompt', '').replace('{}', '<class>')}`)"
+            for name, record in run["inherited"].items()
+        ],
         "name": repo_id.split("/")[-1],
         "repo_id": repo_id,
         "revision": revision,
@@ -246,7 +268,7 @@ def _template_values(run: dict, repo_id: str, adapter_only: bool, revision: str)
         "has_samples": run["has_samples"],
         "samples_image": SAMPLES_IMAGE,
         "scoring_text": "; ".join(dict.fromkeys(filter(None, (view["task"].scoring_text for view in views)))),
-        "training_rows": training_rows(run["finetune_config"], base, run["trainable"]),
+        "training_rows": training_rows(run["finetune_config"], base, run["summary"], _losses(run)),
         "cost_rows": cost_rows(run["characteristics"]),
         "cost_note": cost_note(run["characteristics"]),
         "citations": (TEMPLATES / "citations.bib").read_text(encoding="utf-8") + RISC_CITATION.strip(),

@@ -62,7 +62,7 @@ def card_data(run: dict, repo_id: str, adapter_only: bool, revision: str) -> Mod
         library_name="peft" if adapter_only else "transformers",
         language=["en"],
         tags=tags(run, adapter_only),
-        datasets=[run["dataset"]],
+        datasets=run["datasets"] or None,
         metrics=list(dict.fromkeys(metric for view in run["tasks"] for metric in view["task"].hub_metrics)),
         model_name=repo_id.split("/")[-1],
         eval_results=eval_results(run),

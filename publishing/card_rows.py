@@ -132,11 +132,26 @@ def tsn_rows(config: dict) -> list[tuple[str, str]]:
     return [(label, setting_cell(value)) for label, value in rows]
 
 
-def training_rows(finetune_config: dict, base_text: str, trainable: int | None) -> list[tuple[str, str]]:
+SCHEDULE_KEYS = ("num_train_epochs", "max_steps")  # what was asked for; a run that recorded its steps says those
+
+
+def training_rows(finetune_config: dict, base_text: str, summary: dict, losses: tuple) -> list[tuple[str, str]]:
+    """The recipe as it ran: base, method, trained parameters, settings, the steps and epochs done, the loss before
+    and after (the test loss when the run scored the base first, else the first and last logged training loss)."""
     rows = [("base model", cell(base_text)), ("method", cell(method_text(finetune_config)))]
-    if trainable:
-        rows.append(("trained parameters", count(trainable)))
-    rows += [(label, setting_cell(finetune_config[key])) for key, label in TRAINING_KEYS if key in finetune_config]
+    if summary.get("trainable_parameters"):
+        rows.append(("trained parameters", count(summary["trainable_parameters"])))
+    ran = summary.get("global_step") is not None
+    keys = [
+        (key, label) for key, label in TRAINING_KEYS if key in finetune_config and not (ran and key in SCHEDULE_KEYS)
+    ]
+    rows += [(label, setting_cell(finetune_config[key])) for key, label in keys]
+    if ran:
+        rows.append(
+            ("schedule as run", f"{summary['global_step']} steps, {number(summary.get('epochs_done'), 2)} epochs")
+        )
+    if None not in losses[1:]:
+        rows.append((losses[0], f"{number(losses[1])} -> {number(losses[2])}"))
     generation = [
         f"{finetune_config[key]} {label}"
         for key, label in (("num_beams", "beams"), ("max_new_tokens", "new tokens at most"))

@@ -7,13 +7,14 @@ from typing import Any
 
 import yaml
 
+from dataset_builder.user_data import dataset_label
+
 from .paths import is_hub_id
 
 EXAMPLE_IMAGE = "example.jpg"
 SAMPLES_IMAGE = "samples.png"
 # The model as Hub custom code: save_pretrained copies them next to config.json (auto_map names the modeling file).
 CODE_FILES = ("configuration_tsn_paligemma.py", "modeling_tsn_paligemma.py", "segment_encoder_tsn_paligemma.py")
-DEFAULT_DATASET = "RISC"
 
 
 def read_json(path: Path) -> Any:
@@ -96,12 +97,18 @@ def describe_base(name: str | None) -> dict:
     return record
 
 
-def dataset_id(finetune_config: dict, dataset: str | None = None) -> str:
-    """The dataset named in the metadata: `dataset`, a Hub id recorded by finetune.py, or "RISC"."""
+def dataset_ids(finetune_config: dict, summary: dict, dataset: str | None = None) -> list[str]:
+    """The datasets named in the metadata: `dataset` or a Hub id the config records, else the run's own data as
+    finetune.py recorded it (RISC only for a RISC folder; a user's data by its name, never its path)."""
     for candidate in (dataset, finetune_config.get("dataset_id"), finetune_config.get("dataset_name")):
         if is_hub_id(candidate):
-            return candidate
-    return DEFAULT_DATASET
+            return [candidate]
+    if summary.get("datasets"):
+        return list(dict.fromkeys(summary["datasets"].values()))
+    folders = [entry["dataset_dir"] for entry in finetune_config.get("mixture") or [] if "dataset_dir" in entry]
+    if not folders and finetune_config.get("dataset_dir"):
+        folders = [finetune_config["dataset_dir"]]
+    return list(dict.fromkeys(dataset_label(folder) for folder in folders))
 
 
 def find_example_image(output_dir: str | Path) -> Path | None:

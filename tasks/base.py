@@ -156,12 +156,12 @@ class Task:
         return view["source"]
 
     @classmethod
-    def train_data_text(cls, images: dict[str, int]) -> str:
-        """The card's words for its training images ({source: images})."""
+    def train_data_text(cls, images: dict[str, int], risc: bool) -> str:
+        """The card's words for its training images ({source: images}; `risc`: the data is RISC's)."""
         if cls.data_format == BOXES_FORMAT:
             return ", ".join(f"{name} {n:,}" for name, n in images.items()) + " with boxes"
         sources = ", ".join(f"{SOURCE_NAMES.get(name, name)} {n:,}" for name, n in images.items())
-        return f"{sources}; five captions each"
+        return f"{sources}; five captions each" if risc else sources
 
     @classmethod
     def prompt_text(cls, view: dict) -> str:

@@ -55,6 +55,23 @@ def expand_captions(dataset):
     return dataset.map(explode, batched=True, batch_size=64, desc="one row per caption")
 
 
+def with_captions(rows, dataset_dir: str):
+    """`rows` without the images that carry no caption (e.g. class-only rows); an error when none has one."""
+    counts = [len(captions) for captions in rows.select_columns(["captions"])["captions"]]
+    if rows.num_rows and not any(counts):
+        raise ValueError(f"{dataset_dir}: no image has a caption. Fix: give captions, or use --task classify.")
+    return rows if all(counts) else rows.select([index for index, count in enumerate(counts) if count])
+
+
+# The baseline row is "zero-shot" only for a base never trained on captions (the run records what its base knew).
+BASELINE_LABELS = {False: "zero-shot base", True: "before this training"}
+BASELINE_NOTES = {
+    False: '"zero-shot base" rows: the same architecture before fine-tuning, evaluated the same way.',
+    True: '"before this training" rows: the base model, already trained on captions, evaluated the same way.',
+}
+NO_BASELINE = "No zero-shot baseline was provided for this release."
+
+
 CARD_TEMPLATE = """
 Test split, coco-caption scores (BLEU, METEOR and ROUGE-L in [0, 1], CIDEr-D in [0, 10]); each source is scored as
 if evaluated alone. {{ baseline_note }} The same numbers, unrounded, are in `eval_results.json` and in this card's
@@ -105,6 +122,8 @@ class CaptionTask(Task):
 
     @classmethod
     def task_rows(cls, splits: dict, data_args, dataset_dir: str) -> dict:
+        """The images with at least one caption (one or more: scored against as many references as they have)."""
+        splits = {name: with_captions(rows, dataset_dir) for name, rows in splits.items()}
         if data_args.caption_choice == "all":
             splits = {**splits, "train": expand_captions(splits["train"])}
         return splits
@@ -186,11 +205,10 @@ class CaptionTask(Task):
     def card_values(cls, view: dict, card: dict) -> dict:
         overall = view["results"]["test"]["overall"]
         keys = metric_keys(overall)
-        rows = results_rows(view["results"], view.get("baseline"), source_counts(view["predictions"]), keys)
+        label = BASELINE_LABELS[view.get("base_trained", False)]
+        rows = results_rows(view["results"], view.get("baseline"), source_counts(view["predictions"]), keys, label)
         return {
-            "baseline_note": '"zero-shot base" rows: the same architecture before fine-tuning, evaluated the same way.'
-            if view.get("baseline")
-            else "No zero-shot baseline was provided for this release.",
+            "baseline_note": BASELINE_NOTES[view.get("base_trained", False)] if view.get("baseline") else NO_BASELINE,
             "results_header": ["set", "images", *(METRIC_NAMES.get(key, key) for key in keys)],
             "results_rows": rows,
             "has_few_images": any(row[1].endswith("(few)") for row in rows),
@@ -210,8 +228,8 @@ def source_counts(predictions: list[dict]) -> dict[str, int]:
     return counts
 
 
-def results_rows(results: dict, baseline: dict | None, counts: dict[str, int], keys: list[str]) -> list[list[str]]:
-    """Test overall, then each source, each followed by its zero-shot row; val overall last."""
+def results_rows(results: dict, baseline: dict | None, counts: dict, keys: list, label: str) -> list[list[str]]:
+    """Test overall, then each source, each followed by its baseline row (`label`); val overall last."""
     test, baseline = results["test"], baseline or {}
     rows = []
 
@@ -222,10 +240,10 @@ def results_rows(results: dict, baseline: dict | None, counts: dict[str, int], k
 
     overall_count = test.get("num_samples") or sum(counts.values()) or "-"
     add("**test, all sources**", test["overall"], overall_count)
-    add("zero-shot base", baseline.get("overall"), baseline.get("num_samples") or overall_count)
+    add(label, baseline.get("overall"), baseline.get("num_samples") or overall_count)
     for group, scores in (test.get("groups") or {}).items():
         add(f"**test, {SOURCE_NAMES.get(group, group)}**", scores, counts.get(group, "-"))
-        add("zero-shot base", (baseline.get("groups") or {}).get(group), counts.get(group, "-"))
+        add(label, (baseline.get("groups") or {}).get(group), counts.get(group, "-"))
     val = results.get("val")
     if isinstance(val, dict):
         add("val, all sources", val.get("overall"), val.get("num_samples") or "-")

@@ -82,6 +82,8 @@ class ClassifyTask(QuestionTask):
 
     @classmethod
     def task_rows(cls, splits: dict, data_args, dataset_dir: str) -> dict:
+        if "label" in splits["train"].column_names and any(splits["train"]["label"]):  # classes given by the data
+            return {name: rows.filter(bool, input_columns="label") for name, rows in splits.items()}
         pattern = data_args.scene_pattern or SCENE_PATTERN
         return {name: scene_rows(rows, pattern, dataset_dir) for name, rows in splits.items()}
 
@@ -137,7 +139,7 @@ class ClassifyTask(QuestionTask):
 def scene_rows(split, pattern: str, dataset_dir: str):
     """The caption rows whose file name names a scene (`scene_of`), with that scene as `label`; the others
     (RSICD's numbered images) are left out."""
-    scenes = [scene_of(name, pattern) for name in split.select_columns(["filename"])["filename"]]
+    scenes = [scene_of(name.rsplit("/", 1)[-1], pattern) for name in split.select_columns(["filename"])["filename"]]
     kept = [index for index, scene in enumerate(scenes) if scene is not None]
     if split.num_rows and not kept:
         raise ValueError(
@@ -145,6 +147,7 @@ def scene_rows(split, pattern: str, dataset_dir: str):
             "Fix: give --scene_pattern a regex whose group 1 is the scene, e.g. '^([a-z]+)_\\d+\\.jpg$'."
         )
     logger.info("%s: %d of %d images name a scene", dataset_dir, len(kept), split.num_rows)
+    split = split.remove_columns([name for name in ("label",) if name in split.column_names])
     return split.select(kept).add_column("label", [scenes[index] for index in kept])
 
 

@@ -13,7 +13,7 @@ import statistics
 from .answers import QuestionTask, normalize_answer
 from .base import BOXES_FORMAT
 from .registry import register_task
-from .rows import box_classes, distinct_rows, split_classes
+from .rows import box_classes, distinct_rows, split_classes, warn_untrained
 
 COUNT_QUESTION = re.compile(r"^answer en how many (.+) are there\?$")
 
@@ -158,6 +158,7 @@ class CountTask(QuestionTask):
         if len(wanted) != 1 and len(known) != 1:
             hint = f" (this model counts {' ; '.join(known)})" if known else ""
             raise ValueError(f"--task count needs one class to count: --classes NAME or --question TEXT{hint}.")
+        warn_untrained(cls.name, wanted, known)
         name = (wanted or known)[0]
         return cls(known or [name], question=record.get("prompt", COUNT_TEMPLATE).format(plural(name)))
 

@@ -16,7 +16,7 @@ from .base import BOXES_FORMAT, Task
 from .card_text import cell, label_counts, number
 from .loc_codec import detect_prompt, encode_objects, parse_objects, prompt_classes
 from .registry import register_task
-from .rows import split_classes
+from .rows import split_classes, warn_untrained
 
 
 def transform_box(box, width: float, height: float, move) -> tuple[float, float, float, float]:
@@ -177,6 +177,7 @@ class DetectTask(Task):
         """The classes the user asks for (`options["classes"]`), else every class the model knows."""
         known = record.get("classes") or (prompt_classes(record["prompt"]) if record.get("prompt") else [])
         wanted = split_classes(options.get("classes")) or known
+        warn_untrained(cls.name, wanted, known)
         if not wanted:
             raise ValueError("--task detect needs the classes to find: --classes 'airplane ; ship'.")
         return cls(wanted, record.get("generation"))

@@ -1,4 +1,8 @@
-"""Helpers over a task's rows (`datasets.Dataset`) that never decode an image."""
+"""Helpers over a task's rows (`datasets.Dataset`) that never decode an image, and over a user's class list."""
+
+import logging
+
+logger = logging.getLogger("tasks")
 
 
 def distinct_rows(rows, columns: tuple[str, ...]):
@@ -17,6 +21,19 @@ def distinct_rows(rows, columns: tuple[str, ...]):
 def split_classes(classes: str | None) -> list[str]:
     """'a ; b' -> ['a', 'b'] (a user's class list)."""
     return [name.strip() for name in (classes or "").split(";") if name.strip()]
+
+
+def warn_untrained(task: str, wanted: list[str], known: list[str]) -> None:
+    """One warning line when a user asks about classes the model never learned (it answers anyway)."""
+    unknown = [name for name in wanted if known and name not in known]
+    if unknown:
+        logger.warning(
+            "--task %s --classes %s: not among the classes this model was trained on (%s); its answers about them "
+            "are untested.",
+            task,
+            " ; ".join(unknown),
+            " ; ".join(known),
+        )
 
 
 def box_classes(rows) -> list[str]:

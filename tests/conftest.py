@@ -20,7 +20,10 @@ SAMPLE_DIR = REPO_ROOT / "dataset_builder" / "sample"
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip("optional larger real datasets (RSICD, NWPU VHR-10) are not installed beside this checkout")
+        pytest.skip(
+            f"the larger real datasets are not at {SHARED_DATA}: put RSICD in its rsicd/ (RISC layout) and NWPU "
+            "VHR-10 in its nwpu-vhr10/ (COCO layout) to run this test (docs/development.md)"
+        )
     return SHARED_DATA
 
 

@@ -13,7 +13,7 @@ for name in (
     "configuration_tsn_paligemma",
     "modeling_tsn_paligemma",
     "segment_encoder_tsn_paligemma",
-    "processing",
+    "collators",
     "finetune",
     "finetuning",
 ):
@@ -26,7 +26,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E40
 
 def main() -> None:
     merged_dir, image_dir, predictions_path, batch_size, out_path = sys.argv[1:]
-    model = AutoModelForImageTextToText.from_pretrained(merged_dir, trust_remote_code=True).eval()
+    # float32, as finetune.py evaluates on the CPU (the weights may be stored in bf16, the base's dtype)
+    model = AutoModelForImageTextToText.from_pretrained(merged_dir, trust_remote_code=True, dtype=torch.float32)
+    model = model.eval()
     processor = AutoProcessor.from_pretrained(merged_dir, trust_remote_code=True)
     names = [json.loads(line)["image"] for line in open(predictions_path)]
     texts = []

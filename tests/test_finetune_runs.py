@@ -119,6 +119,50 @@ def test_demo_learns_and_writes_every_output(demo_run):
     assert config["tsn_integration"] == "enhanced" and config["quantization"] == "4bit"
 
 
+def test_a_caption_fine_tune_keeps_the_bases_other_tasks_and_its_dtype(demo_run):
+    """The demo trains captions only on the four-task shipped model: the merged model keeps the base's records of
+    scenes, counts and boxes (it can still do them), stores its weights in the base's bf16, and still ranks the 30
+    scene classes."""
+    from tasks import recorded_tasks, task_from_model
+
+    output_dir, _ = demo_run
+    merged = json.loads((output_dir / "merged" / "config.json").read_text())
+    base = json.loads((REPO_ROOT / "examples" / "rs-mini" / "config.json").read_text())
+    records = merged["trained_tasks"]
+    assert sorted(records) == ["caption", "classify", "count", "detect"] and "task_prompts" not in merged
+    assert {name: records[name] for name in ("classify", "count", "detect")} == {
+        name: base["task_prompts"][name] for name in ("classify", "count", "detect")
+    }
+    assert recorded_tasks(merged) == records and len(task_from_model("classify", merged).answers) == 30
+    weights = load_file(output_dir / "merged" / "model.safetensors")
+    assert {str(tensor.dtype) for tensor in weights.values() if tensor.is_floating_point()} == {"torch.bfloat16"}
+    assert merged["dtype"] == "bfloat16"
+    size = (output_dir / "merged" / "model.safetensors").stat().st_size
+    assert abs(size - (REPO_ROOT / "examples" / "rs-mini" / "model.safetensors").stat().st_size) < 1e6
+
+
+def test_inference_loads_the_adapter_folder_with_its_base(demo_run, capsys):
+    """--model output_dir/adapter (PEFT's folder): the base it names, the adapter merged; its first next-token
+    choice on a test image equals the merged model's."""
+    import torch
+    from PIL import Image
+
+    import inference
+    from inference_core import load_model
+
+    output_dir, _ = demo_run
+    image = next((SAMPLE / "resized").glob("*.jpg"))
+    assert inference.main([str(image), "--model", str(output_dir / "adapter"), "--max_new_tokens", "5"]) == 0
+    assert capsys.readouterr().out.startswith(f"{image}\t")
+    adapter, processor = load_model(str(output_dir / "adapter"))
+    merged, _ = load_model(str(output_dir / "merged"))
+    inputs = processor(images=Image.open(image).convert("RGB"), text="<image>caption en", return_tensors="pt")
+    with torch.no_grad():
+        first, second = adapter(**inputs).logits[0, -1], merged(**inputs).logits[0, -1]
+    assert first.argmax() == second.argmax()
+    torch.testing.assert_close(first, second, atol=0.15, rtol=0)  # the merged model is stored in bf16
+
+
 def test_the_demo_writes_captions_that_differ_by_image_and_a_card_of_what_it_did(demo_run):
     output_dir, _ = demo_run
     records = [json.loads(line) for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
@@ -148,6 +192,12 @@ def test_the_demo_writes_captions_that_differ_by_image_and_a_card_of_what_it_did
     assert "224x224" not in card and "224 px" not in card
     assert "trained from a local TSN-PaliGemma checkpoint `rs-mini` of 19.40 M parameters with QLoRA on 30" in card
     assert "| image size | 128x128 px |" in card and "| **test, NWPU-Captions** | 1 (few) |" in card
+    # The base already captioned: its row is "before this training", not a zero-shot base; the tasks it knew and this
+    # run did not train are listed as inherited, not scored.
+    assert "| before this training | 12 (few) |" in card and "zero-shot" not in card
+    assert "This run trained and scored: caption. Inherited from its base, and neither trained nor scored" in card
+    assert "classify (`answer en what is the scene?`), count (`answer en how many <class> are there?`)" in card
+    assert f"| schedule as run | {summary['global_step']} steps," in card and "| epochs | 4 |" not in card
     assert characteristics["repeats"] == 3 and characteristics["latency_ms_median"] > 0
     assert f"| latency per image, median | {characteristics['latency_ms_median']:.1f} ms |" in card
 

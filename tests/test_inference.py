@@ -312,3 +312,13 @@ def test_a_missing_model_folder_is_one_line_and_no_network(reference, sample_ima
 def test_a_folder_that_is_not_a_model_is_named(sample_image_paths, tmp_path, capsys):
     status, _, err = run(capsys, sample_image_paths[0], "--model", tmp_path)
     assert status == 2 and err.count("\n") == 1 and f"{str(tmp_path)!r} is a folder without config.json" in err
+
+
+def test_a_missing_file_among_good_ones_is_reported_and_the_others_answered(checkpoint, sample_image_paths, capsys):
+    good = [str(path) for path in sample_image_paths[:2]]
+    status, out, err = run(
+        capsys, good[0], "gone/missing.jpg", good[1], "--model", checkpoint, "--max_new_tokens", "3"
+    )
+    assert status == 1
+    assert [line.split("\t")[0] for line in out.splitlines()] == good
+    assert "skipped: input 'gone/missing.jpg' matches no image" in err and "1 of 3 files could not be read" in err

@@ -185,3 +185,19 @@ def test_count_error_and_empty_predictions():
     assert scores["groups"]["storage tank"]["ap"] is None  # no reference box: undefined, not zero
     nothing = detection_metrics([{**record, "boxes": []} for record in records], CLASSES)
     assert nothing["overall"]["ap"] == 0.0 and nothing["overall"]["predicted_boxes"] == 0
+
+
+def test_asking_for_a_class_the_model_never_learned_warns_in_one_line(caplog):
+    from tasks import task_from_records
+
+    records = {"detect": {"prompt": "detect airplane ; ship", "classes": ["airplane", "ship"]}}
+    with caplog.at_level("WARNING"):
+        task = task_from_records("detect", records, classes="solar panel ; ship")
+    assert task.prompt == "detect solar panel ; ship"
+    assert [record.getMessage() for record in caplog.records] == [
+        "--task detect --classes solar panel: not among the classes this model was trained on (airplane ; ship); "
+        "its answers about them are untested."
+    ]
+    caplog.clear()
+    task_from_records("detect", records, classes="ship")
+    assert caplog.records == []
