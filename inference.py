@@ -34,9 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
 
+from PIL import Image
+
 from command_line import parse_command_line
 from images import IMAGE_ERRORS, collect_inputs, load_image, no_match_message, render_grid
 from inference_core import ModelNotFoundError, choose_task, csv_rows, load_model, result_record, run_task, text_lines
+from scenes import answer_scenes, needs_tiles
 from tasks import DEFAULT_PROMPT, DEFAULT_TASK, task_names
 
 FORMATS = ("text", "jsonl", "csv")
@@ -84,9 +87,28 @@ class InferenceArguments:
     )
     grid: str | None = field(default=None, metadata={"help": "Also write a PNG grid of images with their captions."})
     grid_max_images: int = field(default=16, metadata={"help": "At most this many (the first) images in --grid."})
+    tile_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Answer in tiles of this many source pixels (a scene). Default: a chip is one input; an input of "
+            "more than 4 times 1024x1024 pixels is tiled at 1024."
+        },
+    )
+    overlap: int | None = field(default=None, metadata={"help": "Tile overlap in source pixels (default: 1/8 tile)."})
+    bands: str | None = field(
+        default=None, metadata={"help": "Scenes: the 1-based bands shown as R,G,B ('4,3,2'; default: 1,2,3)."}
+    )
+    output_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Write DIR/<input stem>.geojson (boxes, or one polygon per tile) in the raster's CRS, and for "
+            "scene classes DIR/<input stem>.tif, a class map; inputs with complete outputs are skipped."
+        },
+    )
+    vector_format: Literal["geojson", "gpkg"] = field(default="geojson", metadata={"help": "geojson or gpkg."})
 
     def __post_init__(self):
-        for name in ("batch_size", "num_beams", "max_new_tokens", "grid_max_images"):
+        for name in ("batch_size", "num_beams", "max_new_tokens", "grid_max_images", "tile_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name} {getattr(self, name)} is invalid; use a positive integer.")
 
@@ -144,6 +166,27 @@ def answer_files(
             yield from zip(readable, results, images)
 
 
+def own_share(paths: list[Path]) -> list[Path]:
+    """This process's inputs under `accelerate launch` (every process takes every n-th input, so the processes
+    together write exactly what one process writes); all of them in a plain run."""
+    import torch
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # without a GPU: one gloo process per CPU worker
+    return paths[state.process_index :: state.num_processes]
+
+
+def is_scene(path: Path, args: InferenceArguments) -> bool:
+    """Answered in tiles (`scenes`): when asked to (--tile_size, --output_dir) or when too large to be one input."""
+    if args.tile_size or args.output_dir:
+        return True
+    try:
+        with Image.open(path) as image:  # the header only
+            return needs_tiles(*image.size, None)
+    except IMAGE_ERRORS:
+        return False  # reported by the chip path
+
+
 def resolve_task(args: InferenceArguments, model_config):
     """The task of the run: --prompt's when given, else --task's as the model recorded it."""
     return choose_task(model_config, args.task, args.classes, args.question, args.prompt)
@@ -166,12 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 some inputs missing or unreadable, 2 nothing to do)."""
     args = parse_args(argv)
     missing: list[str] = []
-    paths = collect_inputs(args.inputs, missing)
+    paths = own_share(collect_inputs(args.inputs, missing))
     for pattern in missing:  # reported and skipped: the other inputs are still answered
         print(f"skipped: {no_match_message(pattern)}", file=sys.stderr)
-    if not paths:
+    if not paths and missing:
         print(f"error: {no_match_message(missing[0])}", file=sys.stderr)
         return 2
+    if not paths:  # under accelerate launch, more processes than inputs: nothing for this one
+        return 0
     try:
         model, processor = load_model(args.model)
     except ModelNotFoundError as error:
@@ -182,9 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"inference.py: error: {error}", file=sys.stderr)
         return 2
+    scenes = [path for path in paths if is_scene(path, args)]
+    captioned = answer_scenes(model, processor, scenes, task, args, sys.stdout, sys.stderr) if scenes else 0
     writer = RecordWriter(sys.stdout, args.format, task)
-    captioned, shown = 0, []
-    for path, result, image in answer_files(model, processor, paths, task, args):
+    shown = []
+    chips = [path for path in paths if path not in scenes]
+    for path, result, image in answer_files(model, processor, chips, task, args):
         writer.write(str(path), result)
         captioned += 1
         if args.grid and len(shown) < args.grid_max_images:

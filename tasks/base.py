@@ -48,6 +48,7 @@ class Task:
     card_template: ClassVar[str] = ""  # Jinja text of its results section; `table(header, rows)` is defined
     usage_template: ClassVar[str] = ""  # Jinja text added to the card's usage section (e.g. how to read boxes)
     scoring_text: ClassVar[str] = ""  # how it is scored, in a few words, for the card's training section
+    class_map: ClassVar[bool] = False  # a scene's answers also make a class raster (one pixel per tile)
 
     def __init__(self, prompt: str | None = None):
         self.prompt = prompt or self.default_prompt
@@ -119,6 +120,11 @@ class Task:
 
     def write_figures(self, records: list[dict], output_dir, stem: str = "") -> None:
         """Figures of a scored split beside samples.png (default: none)."""
+
+    def merge_tiles(self, tiles: list[tuple[list[float], dict]]) -> list[dict]:
+        """A scene's features from its tiles' (tile box [x1, y1, x2, y2] in scene pixels, result): by default one
+        per tile, its box the tile's (a scene class, a caption per tile)."""
+        return [{"box": list(box), **result} for box, result in tiles]
 
     text_header: ClassVar[tuple[str, ...]] = ("text",)
 

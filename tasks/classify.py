@@ -69,6 +69,7 @@ class ClassifyTask(QuestionTask):
     hub_tags = ("image-classification",)
     hub_metrics = ("accuracy",)
     scoring_text = "scene answers rank the known classes and are scored by top-1 accuracy"
+    class_map = True
     answer_label = "scene"
     questions_key = "images"
     baseline_name = "majority class"

@@ -81,6 +81,7 @@ for y1, x1, y2, x2, label in re.findall(r"<loc(\\d{4})><loc(\\d{4})><loc(\\d{4})
     box = [int(x1) / 1023 * width, int(y1) / 1023 * height, int(x2) / 1023 * width, int(y2) / 1023 * height]
     print(label.strip(), box)
 ```"""
+NMS_IOU = 0.5  # two boxes of one class that overlap more than this, from overlapping tiles, are one object
 DETECTION_HEADER = ["set", "images", "boxes", "AP@[.5:.95]", "AP50", "AP75", "count MAE"]
 
 
@@ -164,6 +165,28 @@ class DetectTask(Task):
     def draw(self, result: dict, image: Image.Image) -> tuple[Image.Image, str]:
         """Its boxes drawn."""
         return draw_objects(image, result["boxes"]), f"{len(result['boxes'])} boxes"
+
+    def merge_tiles(self, tiles: list[tuple[list[float], dict]]) -> list[dict]:
+        """Every tile's boxes moved to scene pixels, then the duplicates that overlapping tiles see merged by
+        torchvision's `batched_nms` (per class, IoU 0.5; a box's score is its own, or 1)."""
+        import torch
+        from torchvision.ops import batched_nms
+
+        boxes = [
+            {**item, "box": [item["box"][0] + x, item["box"][1] + y, item["box"][2] + x, item["box"][3] + y]}
+            for (x, y, _, _), result in tiles
+            for item in result["boxes"]
+        ]
+        if not boxes:
+            return []
+        names = sorted({item["label"] for item in boxes})
+        keep = batched_nms(
+            torch.tensor([item["box"] for item in boxes], dtype=torch.float64),
+            torch.tensor([item.get("score", 1.0) for item in boxes], dtype=torch.float64),
+            torch.tensor([names.index(item["label"]) for item in boxes]),
+            iou_threshold=NMS_IOU,
+        )
+        return [{**boxes[index], "score": boxes[index].get("score", 1.0)} for index in sorted(keep.tolist())]
 
     def text_rows(self, result: dict) -> list[list]:
         """One line per box: its label and [x1, y1, x2, y2] (`-` for an image without one)."""
