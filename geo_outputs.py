@@ -75,16 +75,8 @@ def write_class_map(path: Path, windows: list, grid: tuple[list, list], step: in
     values = np.full((len(rows), len(columns)), 255, dtype=np.uint8)
     for (x1, y1, _, _), result in windows:
         values[rows.index(y1), columns.index(x1)] = names.index(result["text"])
-    profile = {
-        "driver": "GTiff",
-        "height": len(rows),
-        "width": len(columns),
-        "count": 1,
-        "dtype": "uint8",
-        "nodata": 255,
-        "crs": scene.crs,
-        "transform": scene.transform * Affine.scale(step),
-    }
+    profile = dict(driver="GTiff", height=len(rows), width=len(columns), count=1, dtype="uint8", nodata=255)
+    profile.update(crs=scene.crs, transform=scene.transform * Affine.scale(step))
     colours = np.random.default_rng(0).integers(0, 256, size=(len(names), 3))
 
     def write(temporary: Path) -> None:

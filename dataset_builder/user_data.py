@@ -29,6 +29,7 @@ from pathlib import Path
 import datasets
 
 from images import IMAGE_EXTENSIONS
+from tasks import DEFAULT_TASK, task_for_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def _text_of(row: dict) -> tuple[list[str], str]:
     if isinstance(captions, str):
         captions = [captions]
     texts = list(captions or []) + [str(row[key]) for key in TEXT_KEYS if row.get(key)]
-    if row.get("prefix") and not str(row["prefix"]).startswith("caption"):
+    if row.get("prefix") and task_for_prompt(str(row["prefix"])).name != DEFAULT_TASK:
         texts = []  # a PaliGemma line of another task (detect ..., answer ...) is no caption
     return [text.strip() for text in texts if str(text).strip()], str(row.get("label") or "").strip()
 
@@ -105,7 +106,7 @@ def _coco_rows(path: Path) -> list[tuple[str, dict]]:
     coco = json.loads(path.read_text(encoding="utf-8"))
     names = {image["id"]: image["file_name"] for image in coco["images"]}
     return [
-        (f"annotation {note.get('id', index)}", {"image": names.get(note["image_id"], ""), "caption": note["caption"]})
+        (f"annotation {note.get('id', index)}", {"image": names.get(note["image_id"], ""), "text": note["caption"]})
         for index, note in enumerate(coco["annotations"])
     ]
 
