@@ -118,9 +118,47 @@ def task_texts(model, processor, images: Sequence[Image.Image], task: Task, batc
     return generate_texts(model, processor, images, task.prompt, batch_size, **settings)
 
 
+def generate_scored(
+    model,
+    processor,
+    images: Sequence[Image.Image],
+    prompt: str,
+    batch_size: int = 8,
+    num_beams: int | None = None,
+    max_new_tokens: int | None = None,
+):
+    """(text, [(token text, probability), ...]) per RGB PIL image: what `generate_texts` generates (same arguments),
+    with each new token's probability under the decoding that chose it (`compute_transition_scores`, beams too)."""
+    settings = decoding_settings(model, None, num_beams, max_new_tokens)
+    tokenizer, answers = processor.tokenizer, []
+    for start in range(0, len(images), batch_size):
+        inputs = generation_inputs(
+            model, processor, images[start : start + batch_size], prompt.removeprefix(IMAGE_TOKEN)
+        )
+        with torch.inference_mode():
+            out = model.generate(
+                **inputs, do_sample=False, output_scores=True, return_dict_in_generate=True, **settings
+            )
+            log_probs = model.compute_transition_scores(
+                out.sequences, out.scores, out.get("beam_indices"), normalize_logits=True
+            )  # (B, T)
+        new_tokens = out.sequences[:, inputs["input_ids"].shape[1] :]
+        for ids, row in zip(new_tokens.tolist(), log_probs.exp().tolist()):
+            # SentencePiece pieces with their spaces ("▁tank" -> " tank"), so the pieces join into the text
+            pieces = [(piece or "").replace("\u2581", " ") for piece in tokenizer.convert_ids_to_tokens(ids)]
+            pairs = [(piece, p) for i, piece, p in zip(ids, pieces, row) if i not in tokenizer.all_special_ids]
+            answers.append((tokenizer.decode(ids, skip_special_tokens=True).strip(), pairs))
+    return answers
+
+
 def run_task(model, processor, images: Sequence[Image.Image], task: Task, batch_size: int = 8, **decoding):
     """Each RGB PIL image's result for `task` (`Task.read`: {"text", ...its own fields}, boxes in the image's
-    pixels). `decoding`: `num_beams` / `max_new_tokens` of the user's, else the task's recorded decoding."""
+    pixels, scored from their tokens' probabilities for a task that reads them). `decoding`: `num_beams` /
+    `max_new_tokens` of the user's, else the task's recorded decoding."""
+    if task.token_scores and not task.answers:
+        settings = decoding_settings(model, task, **decoding)
+        scored = generate_scored(model, processor, images, task.prompt, batch_size, **settings)
+        return [task.read(text, *image.size, tokens=tokens) for (text, tokens), image in zip(scored, images)]
     texts = task_texts(model, processor, images, task, batch_size, **decoding)
     return [task.read(text, *image.size) for text, image in zip(texts, images)]
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from geo_outputs import output_paths, outputs_complete
 from inference_core import run_task
 from rasters import RasterError, RasterScene, parse_bands, tile_windows
+from tasks import recorded_tasks
 
 DEFAULT_TILE = 1024  # source pixels of a tile when neither the user nor the model's record gives one
 WHOLE_LIMIT = 4  # an input of more than this many tiles' pixels is tiled even when not asked to
@@ -35,10 +36,11 @@ def answer_scene(model, processor, scene: RasterScene, task, tile_size=None, ove
     """{"features": the task's merged features (boxes in scene pixels), "tiles": tiles scored, "nodata_tiles": tiles
     skipped for holding no valid pixel, "windows": [(x1, y1, x2, y2), result] per scored tile, "stretch"}."""
     windows = tile_windows(scene.width, scene.height, tile_size or DEFAULT_TILE, overlap)
+    runner = task.scene_task(recorded_tasks(model.config))  # e.g. counting: detection, then the merged boxes counted
     scored, batch = [], []
 
     def flush():
-        results = run_task(model, processor, [image for _, image in batch], task, batch_size, **decoding)
+        results = run_task(model, processor, [image for _, image in batch], runner, batch_size, **decoding)
         scored.extend((box, result) for (box, _), result in zip(batch, results))
         batch.clear()
 
@@ -50,9 +52,11 @@ def answer_scene(model, processor, scene: RasterScene, task, tile_size=None, ove
             flush()
     if batch:
         flush()
+    features = runner.merge_tiles(scored)
     return {
         "grid": (sorted({w.row_off for w in windows}), sorted({w.col_off for w in windows})),  # tile rows, columns
-        "features": task.merge_tiles(scored),
+        "features": features,
+        **task.scene_summary(features),
         "tiles": len(scored),
         "nodata_tiles": len(windows) - len(scored),
         "windows": scored,
@@ -82,8 +86,8 @@ def draw_scene(scene: RasterScene, features: list[dict], path, max_side: int = 1
 
 def scene_record(file: str, task, answer: dict) -> dict:
     """The JSONL record of a scene: its merged features in scene pixels, the tiles scored and skipped, the stretch."""
-    keys = ("tiles", "nodata_tiles", "stretch", "features")
-    return {"file": file, "task": task.name, **{key: answer[key] for key in keys}}
+    skipped = ("grid", "windows")
+    return {"file": file, "task": task.name, **{key: value for key, value in answer.items() if key not in skipped}}
 
 
 def write_scene_outputs(output_dir: Path, path: Path, task, scene, answer: dict, vector_format: str, step: int):

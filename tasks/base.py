@@ -49,6 +49,7 @@ class Task:
     usage_template: ClassVar[str] = ""  # Jinja text added to the card's usage section (e.g. how to read boxes)
     scoring_text: ClassVar[str] = ""  # how it is scored, in a few words, for the card's training section
     class_map: ClassVar[bool] = False  # a scene's answers also make a class raster (one pixel per tile)
+    token_scores: ClassVar[bool] = False  # `read` takes the generated tokens and their probabilities
 
     def __init__(self, prompt: str | None = None):
         self.prompt = prompt or self.default_prompt
@@ -120,6 +121,14 @@ class Task:
 
     def write_figures(self, records: list[dict], output_dir, stem: str = "") -> None:
         """Figures of a scored split beside samples.png (default: none)."""
+
+    def scene_task(self, records: dict) -> "Task":
+        """The task that answers a scene's tiles (`records`: the model's recorded tasks); default: itself."""
+        return self
+
+    def scene_summary(self, features: list[dict]) -> dict:
+        """What a scene's record adds from its merged features (e.g. a count); default: nothing."""
+        return {}
 
     def merge_tiles(self, tiles: list[tuple[list[float], dict]]) -> list[dict]:
         """A scene's features from its tiles' (tile box [x1, y1, x2, y2] in scene pixels, result): by default one

@@ -160,7 +160,22 @@ class CountTask(QuestionTask):
             raise ValueError(f"--task count needs one class to count: --classes NAME or --question TEXT{hint}.")
         warn_untrained(cls.name, wanted, known)
         name = (wanted or known)[0]
-        return cls(known or [name], question=record.get("prompt", COUNT_TEMPLATE).format(plural(name)))
+        task = cls(known or [name], question=record.get("prompt", COUNT_TEMPLATE).format(plural(name)))
+        task.asked = name  # the one class a scene's count detects
+        return task
+
+    def scene_task(self, records: dict):
+        """A scene is counted from its merged boxes, not by summing tiles' answers (overlapping tiles would count
+        the objects they share twice): its tiles are detected, for the class asked, as the model recorded
+        detection; `scene_summary` counts what the merge keeps. A question of the user's own is asked per tile."""
+        from .detect import DetectTask
+
+        if not getattr(self, "asked", None):
+            return self
+        return DetectTask([self.asked], (records.get("detect") or {}).get("generation"))
+
+    def scene_summary(self, features: list[dict]) -> dict:
+        return {"count": len(features)} if getattr(self, "asked", None) else {}
 
     @classmethod
     def for_prompt(cls, prompt: str) -> "CountTask | None":

@@ -130,8 +130,8 @@ def test_the_apps_detection_decodes_as_the_model_recorded_it(
         decoded.append((prompt, num_beams, max_new_tokens))
         return original(model, processor, images, prompt, batch_size, num_beams, max_new_tokens, **kwargs)
 
-    original = inference_core.generate_texts
-    monkeypatch.setattr(inference_core, "generate_texts", recording)
+    original = inference_core.generate_scored  # detection generates with its tokens' probabilities (box scores)
+    monkeypatch.setattr(inference_core, "generate_scored", recording)
     models = {str(model_dir): app.load_model(str(model_dir))}
     image = str(sample_image_paths[0])
     _, lines, message = app.answer(models, [image], "detect", "", "", 0, 0)

@@ -232,3 +232,23 @@ def test_the_readmes_first_code_block_runs_as_written_and_prints_its_comment(tmp
     completed = subprocess.run([sys.executable, "-c", block], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.strip().splitlines()[-1] == expected == PINNED_CAPTION
+
+
+def test_detections_carry_a_score_from_their_tokens_and_the_same_boxes_as_the_text():
+    """The scored path reads exactly the boxes the text path reads from the same generation, each with a score in
+    [0, 1] (the mean probability of its tokens)."""
+    from images import load_image
+    from inference_core import choose_task, decoding_settings, generate_texts, load_model, run_task
+
+    model, processor = load_model(str(EXAMPLE))
+    task = choose_task(model.config, "detect")
+    images = [load_image(SAMPLE_IMAGES / name) for name in HELD_OUT[:3]]
+    scored = run_task(model, processor, images, task, max_new_tokens=60)
+    texts = generate_texts(
+        model, processor, images, task.prompt, 8, **decoding_settings(model, task, max_new_tokens=60)
+    )
+    plain = [task.read(text, *image.size) for text, image in zip(texts, images)]
+    assert [result["text"] for result in scored] == texts
+    assert [[b["box"] for b in r["boxes"]] for r in scored] == [[b["box"] for b in r["boxes"]] for r in plain]
+    scores = [box["score"] for result in scored for box in result["boxes"]]
+    assert scores and all(0 < score <= 1 for score in scores)

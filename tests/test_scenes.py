@@ -189,3 +189,61 @@ def test_an_all_nodata_scene_writes_empty_outputs_and_says_so(tiny_checkpoint, t
     assert "every tile is nodata" in captured.err
     frame = geopandas.read_file(out / "empty.geojson")
     assert len(frame) == 0 and frame.crs == CRS
+
+
+def test_a_killed_run_over_an_archive_resumes_without_redoing_finished_scenes(
+    tiny_checkpoint, sample_image_paths, tmp_path
+):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pixels = mosaic(sample_image_paths, columns=4, rows=3).transpose(2, 0, 1)
+    scenes = [write_geotiff(tmp_path / f"scene{index}.tif", pixels) for index in range(8)]
+    out = tmp_path / "out"
+    command = [sys.executable, str(Path(inference.__file__)), *map(str, scenes), "--model", str(tiny_checkpoint())]
+    command += ["--tile_size", "112", "--overlap", "16", "--max_new_tokens", "12", "--output_dir", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (out / "scene0.geojson").is_file() and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)  # mid-archive: between or inside scenes
+    process.wait()
+    # Finished scenes have their final name; one killed while writing left at most a hidden partial file.
+    finished = {path.name: path.stat().st_mtime_ns for path in out.glob("scene*.geojson")}
+    assert "scene0.geojson" in finished
+    completed = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stderr.count("outputs complete") == len(finished)  # nothing finished is redone
+    assert sorted(path.name for path in out.glob("scene*.geojson")) == [f"scene{index}.geojson" for index in range(8)]
+    assert all((out / name).stat().st_mtime_ns == mtime for name, mtime in finished.items())
+    assert not list(out.glob(".*"))  # no partial file left behind
+
+
+def test_a_scene_count_is_the_number_of_merged_boxes_not_a_sum_over_tiles(
+    tiny_checkpoint, sample_image_paths, tmp_path, capsys
+):
+    from tasks import task_from_records
+
+    records = {"count": {"prompt": "answer en how many {} are there?", "classes": ["ship", "car"]}}
+    records["detect"] = {
+        "prompt": "detect ship ; car",
+        "classes": ["ship", "car"],
+        "generation": {"max_new_tokens": 9},
+    }
+    task = task_from_records("count", records, classes="ship")
+    runner = task.scene_task(records)
+    assert (
+        isinstance(runner, DetectTask) and runner.prompt == "detect ship" and runner.generation["max_new_tokens"] == 9
+    )
+    overlapping = [([0, 0, 512, 512], {"boxes": [{"label": "ship", "box": [300, 300, 340, 342]}]})]
+    overlapping.append(([256, 256, 768, 768], {"boxes": [{"label": "ship", "box": [45, 44, 84, 86]}]}))
+    assert task.scene_summary(runner.merge_tiles(overlapping)) == {"count": 1}  # two tiles, one ship
+    path = write_geotiff(tmp_path / "scene.tif", mosaic(sample_image_paths).transpose(2, 0, 1))
+    argv = [str(path), "--model", str(tiny_checkpoint()), "--task", "count", "--classes", "ship", "--tile_size", "224"]
+    assert inference.main([*argv, "--max_new_tokens", "20"]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert record["task"] == "count" and record["count"] == len(record["features"])
+    assert all(feature["label"] == "ship" for feature in record["features"])

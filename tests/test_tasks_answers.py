@@ -371,13 +371,14 @@ def test_the_model_records_its_tasks_and_inference_uses_them(
     import inference_core
 
     monkeypatch.setattr(inference_core, "generate_texts", recording(inference_core.generate_texts))
+    monkeypatch.setattr(inference_core, "generate_scored", recording(inference_core.generate_scored))
     monkeypatch.setattr(inference_core, "choose_answers", recording(inference_core.choose_answers))
     for extra in (["--task", "classify"], ["--task", "count", "--classes", "ship"], ["--task", "detect"]):
         assert inference.main([image, "--model", str(merged), "--format", "jsonl", *extra]) == 0
     assert prompts == [
         ("choose_answers", "answer en what is the scene?"),  # ranked among the recorded classes
         ("generate_texts", "answer en how many ships are there?"),
-        ("generate_texts", "detect ship ; car"),
+        ("generate_scored", "detect ship ; car"),  # boxes are scored from their tokens
     ]
     out = capsys.readouterr().out.splitlines()
     lines = [json.loads(line) for line in out if line.startswith('{"file"')]  # the training logs stdout too

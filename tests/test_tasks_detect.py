@@ -201,3 +201,23 @@ def test_asking_for_a_class_the_model_never_learned_warns_in_one_line(caplog):
     caplog.clear()
     task_from_records("detect", records, classes="ship")
     assert caplog.records == []
+
+
+def test_a_box_scores_the_mean_probability_of_its_loc_and_label_tokens():
+    from tasks.detect import scored_objects
+
+    tokens = [
+        *[(f"<loc{bin:04d}>", probability) for bin, probability in ((0, 0.9), (0, 0.8), (511, 0.7), (511, 0.6))],
+        (" storage", 0.5),
+        (" tank", 0.4),
+        (" ;", 0.99),  # a separator counts for no object
+        *[(f"<loc{bin:04d}>", 0.2) for bin in (512, 512, 1023, 1023)],
+        (" ship", 0.1),
+        *[(f"<loc{bin:04d}>", 1.0) for bin in (10, 10, 5)],  # three locs and no label: not a box, dropped
+    ]
+    objects = scored_objects(tokens, 1023, 1023, ["storage tank", "ship"])
+    assert [(item["label"], item["box"], item["score"]) for item in objects] == [
+        ("storage tank", [0.0, 0.0, 511.0, 511.0], round((0.9 + 0.8 + 0.7 + 0.6 + 0.5 + 0.4) / 6, 4)),
+        ("ship", [512.0, 512.0, 1023.0, 1023.0], round((0.2 * 4 + 0.1) / 5, 4)),
+    ]
+    assert all(0 <= item["score"] <= 1 for item in objects) and objects[0]["score"] > objects[1]["score"]
