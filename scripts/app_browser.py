@@ -1,5 +1,5 @@
 """Drive app.py in headless Chromium: start it on a local port, upload images, read the captions, take a screenshot.
-Used by the browser tests and to take the README's screenshot:
+Used by the browser tests and to take the screenshot in docs/inference.md:
 
     python -m scripts.app_browser --screenshot docs/app.png [--model examples/rs-mini] IMAGE...
 
