@@ -41,10 +41,10 @@ class Stretch:
     def apply(self, values: np.ndarray) -> np.ndarray:
         """(3, H, W) raw values -> (3, H, W) uint8."""
         if self.low is None:
-            return values.astype(np.uint8)
+            return values.astype(np.uint8)  # 8-bit data: as it is, no float copy on the tile path
         low = np.asarray(self.low, dtype=np.float64)[:, None, None]
         span = np.maximum(np.asarray(self.high, dtype=np.float64)[:, None, None] - low, 1e-12)
-        return np.clip(np.round((values - low) / span * 255.0), 0, 255).astype(np.uint8)
+        return np.clip(np.round((values.astype(np.float64) - low) / span * 255.0), 0, 255).astype(np.uint8)
 
 
 def parse_bands(text: str | None) -> list[int] | None:
@@ -115,9 +115,7 @@ class RasterScene:
     def _stretch(self) -> Stretch:
         if all(self.dataset.dtypes[band - 1] == "uint8" for band in self.bands):
             return Stretch(self.bands)
-        scale = max(1, int(np.ceil(max(self.width, self.height) / STRETCH_SIDE)))
-        shape = (len(self.bands), max(1, self.height // scale), max(1, self.width // scale))
-        values = self.dataset.read(self.bands, out_shape=shape, masked=True)  # (3, h, w), nodata masked
+        values, scale = self.overview(STRETCH_SIDE)
         lows, highs = [], []
         for band in values:
             valid = band.compressed()
@@ -127,12 +125,22 @@ class RasterScene:
         rule = f"per band, percentiles {PERCENTILES[0]:g}-{PERCENTILES[1]:g} of the valid pixels of a 1/{scale} read"
         return Stretch(self.bands, lows, highs, rule)
 
-    def read(self, window: Window) -> tuple[Image.Image, float]:
-        """(the window as an RGB PIL image, its share of valid pixels); nodata pixels are black."""
-        values = self.dataset.read(self.bands, window=window, masked=True)  # (3, H, W)
+    def overview(self, max_side: int) -> tuple[np.ma.MaskedArray, int]:
+        """(the bands read decimated to at most `max_side` pixels a side, nodata masked: (3, h, w), the factor)."""
+        scale = max(1, int(np.ceil(max(self.width, self.height) / max_side)))
+        shape = (len(self.bands), max(1, self.height // scale), max(1, self.width // scale))
+        return self.dataset.read(self.bands, out_shape=shape, masked=True), scale
+
+    def to_image(self, values: np.ma.MaskedArray) -> tuple[Image.Image, float]:
+        """(read values as an RGB PIL image through the scene's stretch, their share of valid pixels); nodata pixels
+        are black."""
         valid = ~np.ma.getmaskarray(values).any(axis=0)  # (H, W)
-        pixels = self.stretch.apply(np.ma.filled(values.astype(np.float64), 0.0)) * valid[None]
+        pixels = self.stretch.apply(np.ma.filled(values, 0)) * valid[None]
         return Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)), mode="RGB"), float(valid.mean())
+
+    def read(self, window: Window) -> tuple[Image.Image, float]:
+        """(the window as an RGB PIL image, its share of valid pixels)."""
+        return self.to_image(self.dataset.read(self.bands, window=window, masked=True))  # (3, H, W)
 
     def tiles(self, windows: list[Window]):
         """(window, image, valid share) of each window that holds a valid pixel, read one at a time."""

@@ -14,7 +14,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from geo_outputs import output_paths, outputs_complete
@@ -67,13 +66,10 @@ def answer_scene(model, processor, scene: RasterScene, task, tile_size=None, ove
 def draw_scene(scene: RasterScene, features: list[dict], path, max_side: int = 1600):
     """A PNG of the scene (decimated to at most `max_side` pixels a side, the scene's stretch) with each feature's
     box and its label (or text) drawn over it."""
-    from PIL import Image, ImageDraw
+    from PIL import ImageDraw
 
-    scale = max(1.0, max(scene.width, scene.height) / max_side)
-    shape = (3, max(1, round(scene.height / scale)), max(1, round(scene.width / scale)))
-    values = scene.dataset.read(scene.bands, out_shape=shape, masked=True)
-    pixels = scene.stretch.apply(np.ma.filled(values.astype(np.float64), 0.0))
-    image = Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)), mode="RGB")
+    values, scale = scene.overview(max_side)
+    image, _ = scene.to_image(values)
     draw = ImageDraw.Draw(image)
     for feature in features:
         x1, y1, x2, y2 = (value / scale for value in feature["box"])

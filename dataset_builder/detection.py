@@ -33,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from images import IMAGE_EXTENSIONS
 from tasks.loc_codec import parse_objects, prompt_classes
+from tasks.rows import box_classes as detection_classes  # the class names of a detection dataset
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +94,6 @@ def detection_features(classes: list[str]) -> datasets.Features:
             },
         }
     )
-
-
-def detection_classes(dataset: datasets.Dataset) -> list[str]:
-    """The class names of a detection dataset, in category order."""
-    return list(dataset.features["objects"]["category"].feature.names)
 
 
 def _image_size(path: Path) -> tuple[int, int] | str:
