@@ -62,7 +62,8 @@ class TSNPaliGemmaTrainCollator:
     `task` column; a task-tagged row's comes from `tasks`. A caption task draws one of the row's captions each time
     it is seen (python's `random`, whose state the Trainer checkpoints, so a resumed run draws the same).
     augment: each image gets one of the 8 rotations/flips of the square, drawn with python's `random` too, and the
-    task writes its suffix for the moved image (boxes move with it).
+    task writes its suffix for the moved image (boxes move with it). A task trained on tiles gets its row's tile
+    first (a random one for training rows, from python's `random` as well).
     """
 
     processor: PaliGemmaProcessor
@@ -97,8 +98,12 @@ class TSNPaliGemmaTrainCollator:
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         moves = self._moves(len(rows))
-        images = self._images(rows, moves)
         tasks = [self.task_of(row) for row in rows]
+        # A task trained on tiles cuts its row's tile here (`Task.tile_view`): the boxes move into it before the
+        # rotation/flip moves them again.
+        views = [task.tile_view(row, _rgb(row["image"])) for task, row in zip(tasks, rows)]
+        rows = [row for _, row in views]
+        images = [image if move is None else image.transpose(move) for (image, _), move in zip(views, moves)]
         batch = self.processor(
             text=[IMAGE_TOKEN + task.prefix(row) for task, row in zip(tasks, rows)],
             images=images,

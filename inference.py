@@ -38,7 +38,16 @@ from PIL import Image
 
 from command_line import parse_command_line
 from images import IMAGE_ERRORS, collect_inputs, load_image, no_match_message, render_grid
-from inference_core import ModelNotFoundError, choose_task, csv_rows, load_model, result_record, run_task, text_lines
+from inference_core import (
+    ModelNotFoundError,
+    choose_task,
+    csv_rows,
+    load_model,
+    result_record,
+    run_task,
+    run_tiled,
+    text_lines,
+)
 from scenes import answer_scenes, needs_tiles
 from tasks import DEFAULT_PROMPT, DEFAULT_TASK, task_names
 
@@ -90,8 +99,9 @@ class InferenceArguments:
     tile_size: int | None = field(
         default=None,
         metadata={
-            "help": "Answer in tiles of this many source pixels (a scene). Default: a chip is one input; an input of "
-            "more than 4 times 1024x1024 pixels is tiled at 1024."
+            "help": "Answer in tiles of this many source pixels (a scene). Default: the tile size the model was "
+            "trained at for the task (chips larger than it are answered in its tiles and merged), else a chip is one "
+            "input; an input of more than 4 times 1024x1024 pixels is tiled at 1024. 0: every chip whole."
         },
     )
     overlap: int | None = field(default=None, metadata={"help": "Tile overlap in source pixels (default: 1/8 tile)."})
@@ -108,9 +118,11 @@ class InferenceArguments:
     vector_format: Literal["geojson", "gpkg"] = field(default="geojson", metadata={"help": "geojson or gpkg."})
 
     def __post_init__(self):
-        for name in ("batch_size", "num_beams", "max_new_tokens", "grid_max_images", "tile_size"):
+        for name in ("batch_size", "num_beams", "max_new_tokens", "grid_max_images"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name} {getattr(self, name)} is invalid; use a positive integer.")
+        if self.tile_size is not None and self.tile_size < 0:
+            raise ValueError(f"--tile_size {self.tile_size} is invalid; use a positive integer, or 0 for whole chips.")
 
 
 class RecordWriter:
@@ -159,9 +171,13 @@ def answer_files(
     Unreadable files are named on `errors` (default: stderr) with the reason and skipped."""
     errors = errors or sys.stderr
     decoding = {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens}
+    tile_size = task.tile_size if args.tile_size is None else None  # --tile_size 0: whole chips
     for batch_paths in _batches(list(paths), args.batch_size):
         readable, images = read_batch(batch_paths, errors)
-        if images:
+        if images and tile_size:  # the task was trained on tiles: each chip in the same tiles, merged
+            results = run_tiled(model, processor, images, task, tile_size, args.overlap, args.batch_size, **decoding)
+            yield from zip(readable, results, images)
+        elif images:
             results = run_task(model, processor, images, task, args.batch_size, **decoding)
             yield from zip(readable, results, images)
 

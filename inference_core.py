@@ -21,7 +21,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from collators import IMAGE_TOKEN
 from tasks import DEFAULT_PROMPT, Task, task_for_prompt, task_from_model
-from tasks.likelihood import answer_tokens, likeliest_answers
+from tasks.likelihood import answer_probabilities, answer_tokens, scored_pieces
+from tasks.tiling import default_overlap, tile_boxes
 
 # Used only where neither the user, the task nor the model's generation_config names a value.
 FALLBACK_DECODING = {"num_beams": 1, "max_new_tokens": 30}
@@ -97,25 +98,19 @@ def generate_texts(
 
 def choose_answers(
     model, processor, images: Sequence[Image.Image], prompt: str, answers: Sequence[str], batch_size: int = 8
-) -> list[str]:
+) -> list[tuple[str, float]]:
     """For each RGB PIL image, the likeliest of the closed set `answers` after `"<image>" + prompt` (e.g. the scene
-    among the classes the model was trained on; `tasks.likelihood`): always one of them, never free text."""
+    among the classes the model was trained on; `tasks.likelihood`), always one of them, never free text, with its
+    score: its probability normalised over the candidates (`answer_probabilities`)."""
     tokens, lengths = answer_tokens(processor.tokenizer, answers)  # once: every batch ranks the same answers
-    chosen: list[str] = []
+    chosen: list[tuple[str, float]] = []
     for start in range(0, len(images), batch_size):
         inputs = generation_inputs(model, processor, images[start : start + batch_size], prompt)
         with torch.inference_mode():
-            chosen += [answers[index] for index in likeliest_answers(model, inputs, tokens, lengths)]
+            probabilities = answer_probabilities(model, inputs, tokens, lengths)
+        best, index = probabilities.max(dim=1)
+        chosen += [(answers[i], round(float(p), 4)) for i, p in zip(index.tolist(), best.tolist())]
     return chosen
-
-
-def task_texts(model, processor, images: Sequence[Image.Image], task: Task, batch_size: int = 8, **decoding):
-    """The raw answer per RGB PIL image for `task`: the likeliest of its closed set of answers when it has one
-    (`choose_answers`), else generated with `decoding_settings(model, task, **decoding)`."""
-    if task.answers:
-        return choose_answers(model, processor, images, task.prompt, task.answers, batch_size)
-    settings = decoding_settings(model, task, **decoding)
-    return generate_texts(model, processor, images, task.prompt, batch_size, **settings)
 
 
 def generate_scored(
@@ -144,23 +139,42 @@ def generate_scored(
             )  # (B, T)
         new_tokens = out.sequences[:, inputs["input_ids"].shape[1] :]
         for ids, row in zip(new_tokens.tolist(), log_probs.exp().tolist()):
-            # SentencePiece pieces with their spaces ("▁tank" -> " tank"), so the pieces join into the text
-            pieces = [(piece or "").replace("\u2581", " ") for piece in tokenizer.convert_ids_to_tokens(ids)]
-            pairs = [(piece, p) for i, piece, p in zip(ids, pieces, row) if i not in tokenizer.all_special_ids]
-            answers.append((tokenizer.decode(ids, skip_special_tokens=True).strip(), pairs))
+            answers.append(
+                (tokenizer.decode(ids, skip_special_tokens=True).strip(), scored_pieces(tokenizer, ids, row))
+            )
     return answers
 
 
 def run_task(model, processor, images: Sequence[Image.Image], task: Task, batch_size: int = 8, **decoding):
-    """Each RGB PIL image's result for `task` (`Task.read`: {"text", ...its own fields}, boxes in the image's
-    pixels, scored from their tokens' probabilities for a task that reads them). `decoding`: `num_beams` /
-    `max_new_tokens` of the user's, else the task's recorded decoding."""
+    """Each RGB PIL image's result for `task` (`Task.read`: {"text", ...its own fields}): boxes in the image's
+    pixels, scored from their tokens' probabilities for a task that reads them; a ranked answer with its "score".
+    `decoding`: `num_beams` / `max_new_tokens` of the user's, else the task's recorded decoding."""
     if task.token_scores and not task.answers:
         settings = decoding_settings(model, task, **decoding)
         scored = generate_scored(model, processor, images, task.prompt, batch_size, **settings)
         return [task.read(text, *image.size, tokens=tokens) for (text, tokens), image in zip(scored, images)]
-    texts = task_texts(model, processor, images, task, batch_size, **decoding)
+    if task.answers:  # a closed set, ranked: each answer with its normalised probability
+        ranked = choose_answers(model, processor, images, task.prompt, task.answers, batch_size)
+        return [{**task.read(text, *image.size), "score": score} for (text, score), image in zip(ranked, images)]
+    settings = decoding_settings(model, task, **decoding)
+    texts = generate_texts(model, processor, images, task.prompt, batch_size, **settings)
     return [task.read(text, *image.size) for text, image in zip(texts, images)]
+
+
+def run_tiled(model, processor, images, task: Task, tile_size: int, overlap=None, batch_size: int = 8, **decoding):
+    """Each RGB PIL image's result answered in tiles of `tile_size` pixels (`tasks.tiling.tile_boxes`, overlap
+    default 1/8 tile) and merged by the task (`Task.merge_tiles`, `Task.merged_result`); an image no larger than
+    a tile is one input."""
+    overlap = default_overlap(tile_size) if overlap is None else overlap
+    results = []
+    for image in images:
+        tiles = tile_boxes(*image.size, tile_size, overlap)
+        if len(tiles) == 1:
+            results.extend(run_task(model, processor, [image], task, batch_size, **decoding))
+            continue
+        answers = run_task(model, processor, [image.crop(tile) for tile in tiles], task, batch_size, **decoding)
+        results.append(task.merged_result(task.merge_tiles(list(zip(tiles, answers)))))
+    return results
 
 
 def result_record(file: str, task: Task, result: dict) -> dict:

@@ -20,6 +20,8 @@ import rasterio
 from PIL import Image
 from rasterio.windows import Window
 
+from tasks.tiling import tile_boxes
+
 STRETCH_SIDE = 1024  # the decimated read the per-scene stretch is computed on
 GDAL_CACHE_MB = 64  # GDAL's block cache (default: 5% of the RAM): bounded, so memory does not grow with the scene
 PERCENTILES = (2.0, 98.0)
@@ -64,21 +66,11 @@ def parse_bands(text: str | None) -> list[int] | None:
 
 def tile_windows(width: int, height: int, tile_size: int, overlap: int) -> list[Window]:
     """Windows of `tile_size` source pixels overlapping by `overlap`, covering the scene to its last row and column
-    (the last ones are moved back to end at the edge); a scene smaller than a tile is one window, whole."""
+    (`tasks.tiling.tile_boxes`: the last ones are moved back to end at the edge; a scene smaller than a tile is one
+    window, whole)."""
     if not 0 <= overlap < tile_size:
         raise RasterError(f"--overlap {overlap} must be at least 0 and below --tile_size {tile_size}.")
-
-    def starts(side: int) -> list[int]:
-        if side <= tile_size:
-            return [0]
-        positions = list(range(0, side - tile_size + 1, tile_size - overlap))
-        return positions if positions[-1] + tile_size >= side else [*positions, side - tile_size]
-
-    return [
-        Window(col, row, min(tile_size, width), min(tile_size, height))
-        for row in starts(height)
-        for col in starts(width)
-    ]
+    return [Window(x1, y1, x2 - x1, y2 - y1) for x1, y1, x2, y2 in tile_boxes(width, height, tile_size, overlap)]
 
 
 class RasterScene:

@@ -158,6 +158,22 @@ class DataArguments:
     augment: bool = field(
         default=False, metadata={"help": "Training images get a random rotation/flip (one of the square's 8)."}
     )
+    tile_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Boxes datasets train on tiles of this many source pixels (a random tile of each image each "
+            "time it is seen; boxes clipped to it, those keeping under half their area dropped) and are scored on "
+            "each image's grid of tiles (overlap 1/8 tile), merged as inference merges them. The model records "
+            "it, so inference tiles the same way. Default: whole images."
+        },
+    )
+    tile_positions: str = field(
+        default="random",
+        metadata={
+            "help": "random: a training tile is cut anywhere each time an image is seen (over a random box 3 times "
+            "in 4); grid: training uses each image's fixed grid of tiles, as evaluation does."
+        },
+    )
     max_length: int | None = field(default=None, metadata={"help": "Truncate prompt + caption to this many tokens."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N training images."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use the first N val images."})

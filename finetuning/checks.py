@@ -82,6 +82,7 @@ def check_strategy(model_args, quantization: str) -> None:
             ) from error
 
 
+TILE_POSITIONS = ("random", "grid")  # where training tiles are cut
 CAPTION_CHOICES = ("random", "all", "first")  # all: one row per caption (a captions dataset's rows)
 
 
@@ -145,6 +146,10 @@ def check_arguments(args) -> None:
         raise ConfigError(f"merged_dtype={args.model.merged_dtype!r} is invalid. Fix: use auto, float32 or bfloat16.")
     if args.data.caption_choice not in CAPTION_CHOICES:
         raise ConfigError(f"caption_choice={args.data.caption_choice!r} is invalid. Fix: use {CAPTION_CHOICES}.")
+    if args.data.tile_positions not in TILE_POSITIONS:
+        raise ConfigError(f"tile_positions={args.data.tile_positions!r} is invalid. Fix: use {TILE_POSITIONS}.")
+    if args.data.tile_size is not None and args.data.tile_size < 8:
+        raise ConfigError(f"tile_size={args.data.tile_size} is invalid. Fix: a tile side in source pixels, e.g. 256.")
     try:  # the config class validates every TSN field (names the field and the fix)
         TSNPaliGemmaConfig(**args.tsn.overrides())
     except ValueError as error:

@@ -112,7 +112,8 @@ def _entry_splits(entry: DatasetEntry, data_args) -> dict[str, datasets.Dataset]
 
 def task_row_features(classes: list[str]) -> datasets.Features:
     """The one layout of a task-tagged run's rows: captions (empty for detection rows), objects (empty for caption
-    rows) and label (a scene class or the class a count asks about; empty otherwise) side by side."""
+    rows), an evaluated tile (empty for whole images) and label (a scene class or the class a count asks about;
+    empty otherwise) side by side."""
     return datasets.Features(
         {
             "image": datasets.Image(),
@@ -123,6 +124,7 @@ def task_row_features(classes: list[str]) -> datasets.Features:
             "captions": datasets.List(datasets.Value("string")),
             "width": datasets.Value("int32"),
             "height": datasets.Value("int32"),
+            "tile": datasets.List(datasets.Value("float64")),  # an evaluated tile's [x1, y1, x2, y2]; [] whole
             "objects": {
                 "bbox": datasets.List(datasets.List(datasets.Value("float64"), length=4)),
                 "category": datasets.List(datasets.ClassLabel(names=classes)),
@@ -141,6 +143,7 @@ def _as_task_rows(split: datasets.Dataset, entry: DatasetEntry, features: datase
         "captions": [[] for _ in range(count)],
         "width": [0] * count,
         "height": [0] * count,
+        "tile": [[] for _ in range(count)],
         "objects": [{"bbox": [], "category": []} for _ in range(count)],
     }
     for column, values in missing.items():

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from .checks import on_cuda
-from .data import split_by_task
+from .data import distinct_rows, split_by_task
 from .model_setup import merged_dtype
 from .outputs import write_json, write_sample_grid
 from .trainer import build_trainer
@@ -69,11 +69,13 @@ def write_published_outputs(args, model, processor, test_split, summary: dict, t
     measured = None
     for name, rows in parts.items():
         task = (tasks or {}).get(name) or _only_task(tasks)
-        count = min(args.run.grid_images, len(rows))
-        images = [row["image"].convert("RGB") for row in rows.select(range(count))]
         stem = f"_{name}" if mixture else ""
         with open(output_dir / f"predictions{stem}.jsonl") as handle:
             records = [json.loads(line) for line in handle]
+        if len(records) < len(rows):  # scored per image from several rows each (tiles): one row per image
+            rows = distinct_rows(rows, ("filename",))
+        count = min(args.run.grid_images, len(rows))
+        images = [row["image"].convert("RGB") for row in rows.select(range(count))]
         write_sample_grid(records[:count], images, output_dir / f"samples{stem}.png", task=task)
         if hasattr(task, "write_figures"):  # e.g. scene classes: the confusion matrix
             task.write_figures(records, output_dir, stem)

@@ -14,7 +14,7 @@ from transformers import GenerationConfig, Seq2SeqTrainer
 from transformers.trainer_utils import EvalLoopOutput
 
 from metrics import flatten_metrics
-from tasks.likelihood import answer_tokens, likeliest_answers
+from tasks.likelihood import answer_tokens, likeliest_answers, scored_pieces
 
 from .model_setup import unwrapped_model
 from .scst import SCSTStats, scst_loss
@@ -78,21 +78,38 @@ def causal_lm_loss(
 
 def score_generated(processor, task, predictions: dict, rows) -> tuple[list[dict], dict]:
     """(records, scores) of one evaluated split: the generated tokens decoded, matched back to their rows by
-    `row_index` (a distributed gather may reorder and duplicate them), read back and scored by the split's task.
+    `row_index` (a distributed gather may reorder and duplicate them), read back (with each token's probability,
+    for a task that scores its outputs from them), merged into one record per image (`Task.image_records`: a task
+    evaluated on tiles) and scored by the split's task.
 
-    `predictions`: {"tokens": (N, T) ids, -100 = cross-batch padding; "row_index": (N, 1)}. `rows`: the evaluated
-    split; only the task's `row_columns` are read, so no image is decoded here.
+    `predictions`: {"tokens": (N, T) ids, -100 = cross-batch padding; "row_index": (N, 1); optionally
+    "probabilities": (N, T)}. `rows`: the evaluated split; only the task's `row_columns` are read, so no image is
+    decoded here.
     """
+    tokenizer = processor.tokenizer
     tokens = torch.as_tensor(predictions["tokens"])
-    tokens = tokens.masked_fill(tokens < 0, processor.tokenizer.pad_token_id)
+    kept = tokens >= 0
+    tokens = tokens.masked_fill(~kept, tokenizer.pad_token_id)
+    probabilities = predictions.get("probabilities")
     indices = torch.as_tensor(predictions["row_index"]).reshape(-1).tolist()
     by_index = {}
-    for index, text in zip(indices, processor.batch_decode(tokens, skip_special_tokens=True)):
-        by_index.setdefault(index, text)  # duplicates: distributed padding
-    columns = rows.select_columns(list(task.row_columns))
+    for position, (index, text) in enumerate(zip(indices, processor.batch_decode(tokens, skip_special_tokens=True))):
+        if index in by_index:  # duplicates: distributed padding
+            continue
+        scored = None
+        if probabilities is not None:
+            ids = tokens[position][kept[position]].tolist()
+            scored = scored_pieces(tokenizer, ids, torch.as_tensor(probabilities[position])[kept[position]].tolist())
+        by_index[index] = (text, scored)
+    names = [column for column in task.row_columns if column in getattr(rows, "column_names", task.row_columns)]
+    columns = rows.select_columns(names)
     if sorted(by_index) != list(range(len(columns))):
         raise RuntimeError(f"evaluation returned rows {sorted(by_index)[:10]}..., expected 0..{len(columns) - 1}")
-    records = [task.record(row, by_index[i]) for i, row in enumerate(columns)]
+    records = []
+    for i, row in enumerate(columns):
+        text, scored = by_index[i]
+        records.append(task.record(row, text) if scored is None else task.record(row, text, tokens=scored))
+    records = task.image_records(records)
     return records, task.score(records)
 
 
@@ -208,13 +225,24 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         config = self.generation_config_for(gen_kwargs or getattr(self, "_gen_kwargs", {}))
         config.update(**getattr(self.eval_task, "generation", {}))  # e.g. detection: greedy, room for every box
         prompt_length = generation_inputs["input_ids"].shape[1]
+        scored = getattr(self.eval_task, "token_scores", False)  # e.g. a score per box from its tokens
         with torch.no_grad():
             # Prompt only: the reference caption is never part of the generation input.
-            sequences = generator.generate(
-                **generation_inputs, pixel_values=inputs["pixel_values"], generation_config=config
+            out = generator.generate(
+                **generation_inputs,
+                pixel_values=inputs["pixel_values"],
+                generation_config=config,
+                output_scores=scored,
+                return_dict_in_generate=True,
             )
-        new_tokens = sequences[:, prompt_length:]  # (B, <= max_new_tokens): generate returns the prompt too
-        return loss, {"tokens": new_tokens, "row_index": row_index}, None
+        new_tokens = out.sequences[:, prompt_length:]  # (B, <= max_new_tokens): generate returns the prompt too
+        predictions = {"tokens": new_tokens, "row_index": row_index}
+        if scored:
+            log_probs = generator.compute_transition_scores(
+                out.sequences, out.scores, out.get("beam_indices"), normalize_logits=True
+            )  # (B, new tokens)
+            predictions["probabilities"] = log_probs.exp().float()
+        return loss, predictions, None
 
     def evaluation_loop(
         self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"

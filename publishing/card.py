@@ -135,6 +135,7 @@ def _task_views(
                 "baseline": baselines.get(name),
                 "predictions": predictions,
                 "prompt": (recorded.get(task.name) or {}).get("prompt"),
+                "record": recorded.get(task.name) or {},  # what the model records of the task (e.g. a tile size)
                 "source": predictions[0].get("source", name or task.name) if predictions else name or task.name,
                 "sources": list(dict.fromkeys(record.get("source") for record in predictions)),
                 "run_dataset": run_dataset,

@@ -2,13 +2,17 @@
 JSON object: each model's CIDEr, the difference (A - B), its 95% interval and how often a resample reverses it.
 
     python -m scripts.compare_predictions A/predictions.jsonl B/predictions.jsonl [--resamples 10000] [--seed 0]
-    python -m scripts.compare_predictions A1/predictions.jsonl,A2/predictions.jsonl B1/...,B2/...   # runs pooled
+    python -m scripts.compare_predictions A1/predictions.jsonl,A2/...,A5/... B1/...,B5/... [--per_class]  # seeds
 
 Each image's CIDEr-D comes from pycocoevalcap (document frequencies from all the references, held fixed), so the
-means are exactly the corpus CIDEr that finetune.py reports. The interval covers the choice of images, not the
-training seed: one run per model says nothing about seed-to-seed variation. Several runs of one model (comma
-separated, e.g. its seeds) are pooled by averaging each image's CIDEr over the runs, so the difference is that of
-the seed means and each run's own CIDEr is listed too (`runs_a`, `runs_b`).
+means are exactly the corpus CIDEr that finetune.py reports. The paired bootstrap covers the choice of images, not
+the training seed. Several runs of one model (comma separated: its seeds) are pooled by averaging each image's
+CIDEr over the runs, and, with two or more runs per arm, the seed enters the analysis
+(`metrics.arm_comparison`): each arm's mean and standard deviation over its runs, a two-level bootstrap over images
+and seeds (`seed_aware`), Welch's t over the runs' CIDEr (`welch`), the smallest difference this many runs detect
+(`detectable_difference`, 80% power at level 0.05) and, with as many runs in each arm, the paired bootstrap of each
+pair of runs (`per_run_pair`: run i of A against run i of B). `--per_class` adds the same per scene class, the class
+read from each image's file name (`airport_12.jpg` -> airport).
 """
 
 import json
@@ -20,6 +24,14 @@ from pycocoevalcap.cider.cider import Cider
 
 from command_line import parse_command_line
 from metrics._tokenize import ptb_tokenize_streams, regroup
+from metrics.arm_comparison import (
+    arm_summary,
+    detectable_difference,
+    paired_bootstrap,
+    seed_bootstrap,
+    welch_interval,
+)
+from tasks.classify import scene_of
 
 
 @dataclass
@@ -32,6 +44,7 @@ class CompareArguments:
     predictions_b: str = field(metadata={"help": "predictions.jsonl of model B, on the same images; likewise."})
     resamples: int = field(default=10000, metadata={"help": "Bootstrap resamples of the images."})
     seed: int = field(default=0, metadata={"help": "Seed of the resampling."})
+    per_class: bool = field(default=False, metadata={"help": "Also compare per scene class (from the file names)."})
 
 
 def read_predictions(path: str) -> list[dict]:
@@ -51,16 +64,30 @@ def per_image_cider(references: list[list[str]], *predictions: list[str]) -> lis
     return scores
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(a), size=(resamples, len(a)))
-    differences = (a[picks] - b[picks]).mean(axis=1)
-    low, high = np.percentile(differences, [2.5, 97.5])
-    return {
-        "cider_difference": float(a.mean() - b.mean()),
-        "interval_95": [float(low), float(high)],
-        "share_of_resamples_reversed": float(np.mean(np.sign(differences) != np.sign(a.mean() - b.mean()))),
+def seed_analysis(a_runs: np.ndarray, b_runs: np.ndarray, resamples: int, seed: int) -> dict:
+    """The seed-aware comparison of two arms' (runs, images) CIDEr (each arm two or more runs)."""
+    result = {
+        "arm_a": arm_summary(a_runs),
+        "arm_b": arm_summary(b_runs),
+        "seed_aware": seed_bootstrap(a_runs, b_runs, resamples, seed),
+        "welch": welch_interval(a_runs.mean(axis=1), b_runs.mean(axis=1)),
+        "detectable_difference": detectable_difference(a_runs.mean(axis=1), b_runs.mean(axis=1)),
     }
+    if len(a_runs) == len(b_runs):
+        result["per_run_pair"] = [paired_bootstrap(a, b, resamples, seed) for a, b in zip(a_runs, b_runs)]
+    return result
+
+
+def per_class(images: list[str], a_runs: np.ndarray, b_runs: np.ndarray, resamples: int, seed: int) -> dict:
+    """{scene class: images, each arm's CIDEr, the difference and its seed-aware interval}, classes by size."""
+    classes = [scene_of(image.rsplit("/", 1)[-1]) or "(numbered, no class)" for image in images]
+    result = {}
+    for name in sorted(set(classes), key=lambda name: (-classes.count(name), name)):
+        columns = [index for index, value in enumerate(classes) if value == name]
+        a, b = a_runs[:, columns], b_runs[:, columns]
+        comparison = seed_bootstrap(a, b, resamples, seed)
+        result[name] = {"images": len(columns), "cider_a": float(a.mean()), "cider_b": float(b.mean()), **comparison}
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,12 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     scores = per_image_cider(references, *[[record["prediction"] for record in records] for records in runs])
     # The mean of per-image scores is the corpus CIDEr (fixed document frequencies), so averaging per image over
     # runs gives exactly the mean of the runs' CIDEr.
-    a, b = np.mean(scores[: len(paths_a)], axis=0), np.mean(scores[len(paths_a) :], axis=0)
+    a_runs, b_runs = np.asarray(scores[: len(paths_a)]), np.asarray(scores[len(paths_a) :])
+    a, b = a_runs.mean(axis=0), b_runs.mean(axis=0)
     result = {"images": len(a), "cider_a": float(a.mean()), "cider_b": float(b.mean())}
     if len(paths_a) > 1 or len(paths_b) > 1:
-        result["runs_a"] = [float(run.mean()) for run in scores[: len(paths_a)]]
-        result["runs_b"] = [float(run.mean()) for run in scores[len(paths_a) :]]
-    print(json.dumps({**result, **paired_bootstrap(a, b, args.resamples, args.seed)}))
+        result["runs_a"] = [float(run.mean()) for run in a_runs]
+        result["runs_b"] = [float(run.mean()) for run in b_runs]
+    pooled = paired_bootstrap(a, b, args.resamples, args.seed)
+    result.update({"cider_difference": pooled.pop("difference"), **pooled})
+    if len(paths_a) > 1 and len(paths_b) > 1:
+        result.update(seed_analysis(a_runs, b_runs, args.resamples, args.seed))
+    if args.per_class:
+        result["per_class"] = per_class(images, a_runs, b_runs, args.resamples, args.seed)
+    print(json.dumps(result))
     return 0
 
 

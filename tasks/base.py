@@ -71,6 +71,13 @@ class Task:
         return self
 
     # --- a training example ------------------------------------------------------------------------------------
+    tile_size: int | None = None  # source pixels of the tiles its rows are cut into (None: whole images)
+
+    def tile_view(self, row: dict, image) -> tuple:
+        """(image, row) as the model sees them: a tile of a row that names one, a random tile of a training row
+        when the task is trained on tiles, with the row's annotations moved into it (default: as they are)."""
+        return image, row
+
     def prefix(self, row) -> str:
         return self.prompt
 
@@ -93,6 +100,16 @@ class Task:
 
     def score(self, records: list[dict]) -> dict:
         raise NotImplementedError
+
+    def image_records(self, records: list[dict]) -> list[dict]:
+        """One record per image from one per evaluated row (a task evaluated on tiles merges them; default: as
+        they are)."""
+        return records
+
+    def merged_result(self, features: list[dict]) -> dict:
+        """One input's result from its tiles' merged features (`merge_tiles`), for a task that answers a chip in
+        tiles (`tile_size`)."""
+        return {"text": "", "features": features}
 
     # --- the model's record of the task ------------------------------------------------------------------------
     def to_record(self) -> dict:

@@ -8,6 +8,7 @@ learn than a random one).
 
 import contextlib
 import io
+import random
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -17,6 +18,7 @@ from .card_text import cell, label_counts, number
 from .loc_codec import detect_prompt, encode_objects, parse_objects, prompt_classes
 from .registry import register_task
 from .rows import split_classes, warn_untrained
+from .tiling import clip_boxes, default_overlap, random_tile, tile_boxes, to_image_box
 
 
 def transform_box(box, width: float, height: float, move) -> tuple[float, float, float, float]:
@@ -59,8 +61,10 @@ def corner_boxes(row) -> list[tuple[float, float, float, float]]:
 
 CARD_TEMPLATE = """
 Object detection with the prompt `{{ prompt }}`, test split: COCO AP@[.5:.95], AP50 and AP75 by pycocotools'
-COCOeval (area all, 100 detections per image; every generated box scores 1, so AP is that of one operating point),
-overall and per class, and the mean absolute error of the per-image box count. The same numbers are in
+COCOeval (area all, 100 detections per image),
+overall and per class, each box ranked by its score (the mean probability of its `<loc>` and label tokens), and the
+mean absolute error of the per-image box count.{% if tile_size %} Each test image is answered in {{ tile_size }}-px
+tiles (the size the model was trained at and records), merged per class by NMS.{% endif %} The same numbers are in
 `eval_results.json` and in the metadata.
 {{ table(detection_header, detection_rows) }}
 {%- if detection_examples %}
@@ -92,7 +96,7 @@ class DetectTask(Task):
     name = "detect"
     data_format = BOXES_FORMAT
     default_prompt = "detect "
-    row_columns = ("filename", "source", "width", "height", "objects")
+    row_columns = ("filename", "source", "width", "height", "objects", "tile")
     best_metric = "ap"
     summary_metrics = ("ap", "ap50", "ap75", "count_mae")
     headline_metrics = ("ap", "ap50")
@@ -107,17 +111,47 @@ class DetectTask(Task):
     scoring_text = "detection boxes are read from the `<loc>` tokens and scored by COCOeval"
     text_header = ("label", "x1", "y1", "x2", "y2")
 
-    def __init__(self, classes, generation: dict | None = None):
+    def __init__(self, classes, generation: dict | None = None, tile_size: int | None = None):
         self.classes = list(classes)
         super().__init__(detect_prompt(self.classes))
         self.generation = dict(generation or type(self).generation)
+        self.tile_size = tile_size
 
     @classmethod
     def for_run(cls, rows, run) -> "DetectTask":
-        task = cls(run.classes)
+        task = cls(run.classes, tile_size=getattr(run.data_args, "tile_size", None))
         longest = longest_suffix(task, rows, run.processor)
         task.generation = {"num_beams": 1, "max_new_tokens": longest + 8}  # greedy, room for the busiest image
         return task
+
+    @classmethod
+    def task_rows(cls, splits: dict, data_args, dataset_dir: str) -> dict:
+        """With `tile_size`, each val / test image becomes the rows of its grid of tiles (a `tile` column: the
+        tile's [x1, y1, x2, y2] in the image), as inference cuts them; training rows stay whole images, cut at
+        random each time they are seen (`tile_view`)."""
+        tile_size = getattr(data_args, "tile_size", None)
+        if not tile_size:
+            return splits
+        random_train = getattr(data_args, "tile_positions", "random") == "random"
+        return {
+            split: rows if split == "train" and random_train else grid_rows(rows, tile_size)
+            for split, rows in splits.items()
+        }
+
+    def tile_view(self, row: dict, image) -> tuple:
+        """The row's tile (a random one for a training row, `tasks.tiling.random_tile`) and the row with its
+        boxes clipped into it (`clip_boxes`: a box keeping less than half its area is dropped)."""
+        if not self.tile_size:
+            return image, row
+        boxes = corner_boxes(row)
+        tile = tuple(row.get("tile") or ()) or random_tile(row["width"], row["height"], self.tile_size, boxes, random)
+        clipped, kept = clip_boxes(boxes, tile)
+        x1, y1, x2, y2 = tile
+        objects = {
+            "bbox": [[a, b, c - a, d - b] for a, b, c, d in clipped],
+            "category": [row["objects"]["category"][index] for index in kept],
+        }
+        return image.crop(tile), {**row, "width": x2 - x1, "height": y2 - y1, "objects": objects}
 
     def suffix(self, row, move=None) -> str:
         """The training target of the row's image after `move` (the collator's augmentation)."""
@@ -143,15 +177,22 @@ class DetectTask(Task):
         ]
         return {"text": text, "boxes": boxes}
 
-    def record(self, row, text: str) -> dict:
-        """One line of predictions.jsonl: the raw text, the boxes read from it and the reference boxes."""
-        parsed = parse_objects(text, row["width"], row["height"], classes=self.classes)
-        return {
+    def record(self, row, text: str, tokens: list | None = None) -> dict:
+        """One line of predictions.jsonl: the raw text, the boxes read from it (scored when the generated `tokens`
+        are given) in the image's pixels and the image's reference boxes; a tile's record names its `tile`."""
+        tile = tuple(row.get("tile") or ())
+        width, height = (tile[2] - tile[0], tile[3] - tile[1]) if tile else (row["width"], row["height"])
+        parsed = parse_objects(text, width, height, classes=self.classes)
+        if tokens is not None:
+            boxes = scored_objects(tokens, width, height, self.classes)
+        else:
+            boxes = [{"label": label, "box": list(box)} for box, label in zip(parsed.boxes, parsed.labels)]
+        record = {
             "image": row["filename"],
             "source": row["source"],
             "task": self.name,
             "prediction": text,
-            "boxes": [{"label": label, "box": list(box)} for box, label in zip(parsed.boxes, parsed.labels)],
+            "boxes": [{**item, "box": to_image_box(item["box"], tile)} for item in boxes] if tile else boxes,
             "dropped": parsed.dropped,
             "width": row["width"],
             "height": row["height"],
@@ -160,9 +201,30 @@ class DetectTask(Task):
                 for box, index in zip(corner_boxes(row), row["objects"]["category"])
             ],
         }
+        return {**record, "tile": list(tile)} if tile else record
+
+    def image_records(self, records: list[dict]) -> list[dict]:
+        """Tile records merged into one record per image, in order: every tile's boxes (already in the image's
+        pixels) merged as a scene's are (`merge_boxes`), the texts joined by ` | `, the drops summed."""
+        if not any("tile" in record for record in records):
+            return records
+        groups: dict[str, list[dict]] = {}
+        for record in records:
+            groups.setdefault(record["image"], []).append(record)
+        merged = []
+        for parts in groups.values():
+            dropped: dict[str, int] = {}
+            for part in parts:
+                for reason, count in part["dropped"].items():
+                    dropped[reason] = dropped.get(reason, 0) + count
+            first = {key: value for key, value in parts[0].items() if key not in ("tile", "boxes", "dropped")}
+            boxes = merge_boxes([item for part in parts for item in part["boxes"]])
+            prediction = " | ".join(part["prediction"] for part in parts)
+            merged.append({**first, "prediction": prediction, "tiles": len(parts), "boxes": boxes, "dropped": dropped})
+        return merged
 
     def score(self, records: list[dict]) -> dict:
-        return detection_metrics(records, self.classes)
+        return detection_metrics(self.image_records(records), self.classes)
 
     def grid_entry(self, record: dict, image: Image.Image) -> tuple[Image.Image, str]:
         return grid_entry(record, image)
@@ -172,33 +234,22 @@ class DetectTask(Task):
         return draw_objects(image, result["boxes"]), f"{len(result['boxes'])} boxes"
 
     def merge_tiles(self, tiles: list[tuple[list[float], dict]]) -> list[dict]:
-        """Every tile's boxes moved to scene pixels, then the duplicates that overlapping tiles see merged by
-        torchvision's `batched_nms` (per class, IoU 0.5; a box's score is its own, or 1)."""
-        import torch
-        from torchvision.ops import batched_nms
-
-        boxes = [
-            {**item, "box": [item["box"][0] + x, item["box"][1] + y, item["box"][2] + x, item["box"][3] + y]}
-            for (x, y, _, _), result in tiles
-            for item in result["boxes"]
-        ]
-        if not boxes:
-            return []
-        names = sorted({item["label"] for item in boxes})
-        keep = batched_nms(
-            torch.tensor([item["box"] for item in boxes], dtype=torch.float64),
-            torch.tensor([item.get("score", 1.0) for item in boxes], dtype=torch.float64),
-            torch.tensor([names.index(item["label"]) for item in boxes]),
-            iou_threshold=NMS_IOU,
+        """Every tile's boxes moved to scene pixels, then the duplicates that overlapping tiles see merged
+        (`merge_boxes`)."""
+        return merge_boxes(
+            [{**item, "box": to_image_box(item["box"], box)} for box, result in tiles for item in result["boxes"]]
         )
-        return [{**boxes[index], "score": boxes[index].get("score", 1.0)} for index in sorted(keep.tolist())]
+
+    def merged_result(self, features: list[dict]) -> dict:
+        return {"text": f"{len(features)} boxes", "boxes": features}
 
     def text_rows(self, result: dict) -> list[list]:
         """One line per box: its label and [x1, y1, x2, y2] (`-` for an image without one)."""
         return [[item["label"], item["box"]] for item in result["boxes"]] or [["-"]]
 
     def to_record(self) -> dict:
-        return {"prompt": self.prompt, "classes": list(self.classes), "generation": dict(self.generation)}
+        record = {"prompt": self.prompt, "classes": list(self.classes), "generation": dict(self.generation)}
+        return {**record, "tile_size": self.tile_size} if self.tile_size else record
 
     @classmethod
     def from_record(cls, record: dict, options: dict) -> "DetectTask":
@@ -208,7 +259,7 @@ class DetectTask(Task):
         warn_untrained(cls.name, wanted, known)
         if not wanted:
             raise ValueError("--task detect needs the classes to find: --classes 'airplane ; ship'.")
-        return cls(wanted, record.get("generation"))
+        return cls(wanted, record.get("generation"), record.get("tile_size"))
 
     @classmethod
     def for_prompt(cls, prompt: str) -> "DetectTask | None":
@@ -249,7 +300,38 @@ class DetectTask(Task):
             "detection_header": DETECTION_HEADER,
             "detection_rows": detection_rows(view["results"]),
             "detection_examples": detection_examples(view["predictions"]),
+            "tile_size": (view.get("record") or {}).get("tile_size"),
         }
+
+
+def merge_boxes(boxes: list[dict]) -> list[dict]:
+    """{"label", "box", "score"} boxes with the duplicates of overlapping tiles merged by torchvision's
+    `batched_nms` (per class, IoU NMS_IOU; a box's score is its own, or 1), in their order."""
+    import torch
+    from torchvision.ops import batched_nms
+
+    if not boxes:
+        return []
+    names = sorted({item["label"] for item in boxes})
+    keep = batched_nms(
+        torch.tensor([item["box"] for item in boxes], dtype=torch.float64),
+        torch.tensor([item.get("score", 1.0) for item in boxes], dtype=torch.float64),
+        torch.tensor([names.index(item["label"]) for item in boxes]),
+        iou_threshold=NMS_IOU,
+    )
+    return [{**boxes[index], "score": boxes[index].get("score", 1.0)} for index in sorted(keep.tolist())]
+
+
+def grid_rows(rows, tile_size: int):
+    """Each row repeated once per tile of its image's grid (`tile_boxes`, overlap `default_overlap`), with the
+    tile in a `tile` column; no image is decoded."""
+    sizes = rows.select_columns(["width", "height"])
+    indices, tiles = [], []
+    for index, (width, height) in enumerate(zip(sizes["width"], sizes["height"])):
+        for tile in tile_boxes(width, height, tile_size, default_overlap(tile_size)):
+            indices.append(index)
+            tiles.append([float(value) for value in tile])
+    return rows.select(indices).add_column("tile", tiles)
 
 
 def scored_objects(tokens: list[tuple[str, float]], width: float, height: float, classes) -> list[dict]:

@@ -72,8 +72,25 @@ def answer_scores(model, inputs: dict, tokens: torch.Tensor, lengths: torch.Tens
     return log_probs.view(images, answers) / lengths
 
 
+def answer_probabilities(model, inputs: dict, tokens: torch.Tensor, lengths: torch.Tensor, encoder=None):
+    """(B, C): each answer's score normalised over the C candidates, the softmax of `answer_scores` (the mean
+    log-probability per token that ranks them), so the likeliest answer's is its score in [0, 1] and a row sums
+    to 1."""
+    with torch.no_grad():
+        return answer_scores(model, inputs, tokens, lengths, encoder).softmax(dim=1)
+
+
 def likeliest_answers(model, inputs: dict, tokens: torch.Tensor, lengths: torch.Tensor, encoder=None) -> list[int]:
     """For each of the B prompts of `inputs`, the index of the likeliest of the answers `answer_tokens` gave
     (`answer_scores`)."""
     with torch.no_grad():
         return answer_scores(model, inputs, tokens, lengths, encoder).argmax(dim=1).tolist()
+
+
+def scored_pieces(tokenizer, ids: list[int], probabilities: list[float]) -> list[tuple[str, float]]:
+    """(token text, probability) of generated tokens, special tokens left out: SentencePiece pieces with their
+    spaces ("\u2581tank" -> " tank"), so that the pieces join into the decoded text (what `Task.read` reads a score
+    per box from)."""
+    pieces = [(piece or "").replace("\u2581", " ") for piece in tokenizer.convert_ids_to_tokens(ids)]
+    special = set(tokenizer.all_special_ids)
+    return [(piece, p) for i, piece, p in zip(ids, pieces, probabilities) if i not in special]

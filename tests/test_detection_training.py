@@ -131,12 +131,8 @@ def _four_image_folder(source: Path, data: Path) -> Path:
     return data
 
 
-@pytest.fixture(scope="module")
-def four_image_detector(tmp_path_factory, tiny_checkpoint, shared_data) -> Path:
-    """finetune.py's output folder after overfitting a tiny model to four NWPU VHR-10 images (seven boxes)."""
-    tmp_path = tmp_path_factory.mktemp("detector")
-    data = _four_image_folder(shared_data / "nwpu-vhr10", tmp_path / "four")
-    base = tiny_checkpoint("direct")
+def _overfit(tmp_path: Path, data: Path, base: Path, steps: int, *extra: str) -> Path:
+    """finetune.py's output folder after overfitting `base` to the COCO folder `data` (train = val = test)."""
     status = finetune.main(
         [
             "--model_name_or_path",
@@ -156,7 +152,7 @@ def four_image_detector(tmp_path_factory, tiny_checkpoint, shared_data) -> Path:
             "--seed",
             "0",
             "--max_steps",
-            "80",
+            str(steps),
             "--per_device_train_batch_size",
             "4",
             "--learning_rate",
@@ -181,10 +177,29 @@ def four_image_detector(tmp_path_factory, tiny_checkpoint, shared_data) -> Path:
             "4",
             "--report_to",
             "none",
+            *extra,
         ]
     )
     assert status == 0
     return tmp_path / "run"
+
+
+@pytest.fixture(scope="module")
+def four_image_detector(tmp_path_factory, tiny_checkpoint, shared_data) -> Path:
+    """finetune.py's output folder after overfitting a tiny model to four NWPU VHR-10 images (seven boxes)."""
+    tmp_path = tmp_path_factory.mktemp("detector")
+    data = _four_image_folder(shared_data / "nwpu-vhr10", tmp_path / "four")
+    return _overfit(tmp_path, data, tiny_checkpoint("direct"), 80)
+
+
+@pytest.fixture(scope="module")
+def four_image_tiled_detector(tmp_path_factory, tiny_checkpoint, shared_data) -> Path:
+    """The same four images trained and scored in 512-px tiles (2 x 2 per image, overlap 64): training on each
+    image's grid of tiles, evaluation on the same grid, merged per image."""
+    tmp_path = tmp_path_factory.mktemp("tiled-detector")
+    data = _four_image_folder(shared_data / "nwpu-vhr10", tmp_path / "four")
+    extra = ("--tile_size", "512", "--tile_positions", "grid")
+    return _overfit(tmp_path, data, tiny_checkpoint("direct"), 400, *extra)
 
 
 def test_a_tiny_model_learns_the_boxes_of_four_real_images(four_image_detector):
@@ -296,3 +311,40 @@ def test_a_mixture_run_scores_and_publishes_each_task(mixture_run):
     tasks = {entry.task_type for entry in ModelCard(text).data.eval_results}
     assert tasks == {"image-text-to-text", "object-detection"}
     assert "An aerial-image captioner and object detector" in text and "| **test, all classes** | 4 | 7 |" in text
+
+
+def test_a_tiny_model_learns_the_boxes_of_four_real_images_through_tiles(four_image_tiled_detector):
+    """Through the tiled path: rows of tiles, boxes clipped into them, each image's tiles merged back (scores from
+    the tokens, NMS), the model recording the tile size it was trained at."""
+    run = four_image_tiled_detector
+    results = json.loads((run / "eval_results.json").read_text())["test"]
+    assert results["overall"]["boxes"] == 7 and results["num_samples"] == 4  # scored per image, not per tile
+    assert results["overall"]["ap50"] >= 0.9, results["overall"]
+    records = [json.loads(line) for line in (run / "predictions.jsonl").open()]
+    assert [record["tiles"] for record in records] == [4, 4, 4, 4]
+    for record in records:  # merged boxes in the image's pixels, each with its score
+        assert all(0 <= b["box"][0] < b["box"][2] <= record["width"] for b in record["boxes"])
+        assert all(0 < b["score"] <= 1 for b in record["boxes"])
+    config = json.loads((run / "merged" / "config.json").read_text())
+    assert config["trained_tasks"]["detect"]["tile_size"] == 512
+
+
+def test_detection_scores_through_inference_equal_the_runs_own_tiled_test_scores(four_image_tiled_detector, capsys):
+    """scripts.detection_scores answers each test image through inference's path (the recorded 512-px tiles,
+    merged): the same AP as finetune.py's tiled evaluation of the same model; whole images (--tile_size 0) score
+    on their own."""
+    from scripts import detection_scores
+
+    run = four_image_tiled_detector
+    data = run.parent / "four"
+    assert detection_scores.main([str(run / "merged"), str(data), "--split", "test"]) == 0
+    sliced = json.loads(capsys.readouterr().out)
+    results = json.loads((run / "eval_results.json").read_text())["test"]["overall"]
+    assert sliced["tile_size"] == 512 and sliced["images"] == 4 and sliced["boxes"] == 7
+    assert sliced["ap50"] == pytest.approx(results["ap50"]) and sliced["ap"] == pytest.approx(results["ap"])
+    assert sliced["predicted_boxes"] == results["predicted_boxes"]
+    assert detection_scores.main([str(run / "merged"), str(data), "--tile_size", "0"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert whole["tile_size"] is None and whole["images"] == 4 and whole["boxes"] == 7
+    # every class of the folder is listed; only airplanes have reference boxes to score against
+    assert [name for name, ap50 in whole["ap50_per_class"].items() if ap50 is not None] == ["airplane"]

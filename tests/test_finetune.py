@@ -286,8 +286,8 @@ def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eva
 
     def spy(**kwargs):
         captured.update(kwargs)
-        captured["sequences"] = real_generate(**kwargs)
-        return captured["sequences"]
+        captured["output"] = real_generate(**kwargs)
+        return captured["output"]
 
     model.generate = spy
     try:
@@ -301,7 +301,8 @@ def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eva
     assert caption_ids and not caption_ids & set(captured["input_ids"].flatten().tolist())
     assert captured["generation_config"].num_beams == 3 and captured["generation_config"].max_new_tokens == 40
     # What comes back is only the new tokens: generate's output minus the prompt.
-    assert torch.equal(predictions["tokens"], captured["sequences"][:, prompt_ids.shape[1] :])
+    assert torch.equal(predictions["tokens"], captured["output"].sequences[:, prompt_ids.shape[1] :])
+    assert "probabilities" not in predictions  # captions are not scored per token
     assert predictions["row_index"].flatten().tolist() == [0, 1, 2] and label_ids is None
     torch.testing.assert_close(
         loss,

@@ -69,5 +69,8 @@ def test_ranked_scores_equal_a_full_forward_and_inference_answers_their_argmax(e
     )
     torch.testing.assert_close(ranked, direct, rtol=0, atol=1e-4)
     assert inference.main([*map(str, IMAGES), "--model", str(EXAMPLE), "--task", "classify", "--format", "jsonl"]) == 0
-    answers = [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()]
-    assert answers == [classes[int(row.argmax())] for row in direct]
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [record["text"] for record in records] == [classes[int(row.argmax())] for row in direct]
+    # each answer's score: its probability normalised over the classes (softmax of the mean log-probabilities)
+    expected = direct.softmax(dim=1).max(dim=1).values
+    assert [record["score"] for record in records] == pytest.approx(expected.tolist(), abs=1e-4)

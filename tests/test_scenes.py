@@ -247,3 +247,36 @@ def test_a_scene_count_is_the_number_of_merged_boxes_not_a_sum_over_tiles(
     record = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert record["task"] == "count" and record["count"] == len(record["features"])
     assert all(feature["label"] == "ship" for feature in record["features"])
+
+
+def test_a_chip_is_answered_in_the_tiles_the_model_was_trained_at(
+    tiny_checkpoint, sample_image_paths, tmp_path, capsys
+):
+    """A model that records a detection tile size answers a chip larger than a tile in those tiles, merged (the
+    same result as its tiles answered one by one and merged by the task); --tile_size 0 answers it whole."""
+    import shutil
+
+    from inference_core import load_model, run_task
+    from tasks.tiling import tile_boxes
+
+    model_dir = tmp_path / "tiled-model"
+    shutil.copytree(tiny_checkpoint(), model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    record = {"prompt": "detect ship ; car", "classes": ["ship", "car"], "generation": {"max_new_tokens": 20}}
+    config["trained_tasks"] = {"detect": {**record, "tile_size": 112}}
+    (model_dir / "config.json").write_text(json.dumps(config))
+    chip = sample_image_paths[0]
+    argv = [str(chip), "--model", str(model_dir), "--task", "detect", "--format", "jsonl"]
+    assert inference.main(argv) == 0
+    tiled = json.loads(capsys.readouterr().out)
+    model, processor = load_model(str(model_dir))
+    task = DetectTask(["ship", "car"], {"num_beams": 1, "max_new_tokens": 20}, tile_size=112)
+    image = Image.open(chip).convert("RGB")
+    tiles = tile_boxes(*image.size, 112, 14)  # 224 px in 112-px tiles overlapping by 14: 3 x 3
+    assert len(tiles) == 9
+    answers = run_task(model, processor, [image.crop(tile) for tile in tiles], task)
+    expected = task.merge_tiles(list(zip(tiles, answers)))
+    assert tiled["boxes"] == json.loads(json.dumps(expected)) and tiled["text"] == f"{len(expected)} boxes"
+    assert inference.main([*argv, "--tile_size", "0"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert whole["boxes"] == json.loads(json.dumps(run_task(model, processor, [image], task)[0]["boxes"]))

@@ -383,4 +383,5 @@ def test_the_model_records_its_tasks_and_inference_uses_them(
     out = capsys.readouterr().out.splitlines()
     lines = [json.loads(line) for line in out if line.startswith('{"file"')]  # the training logs stdout too
     assert len(lines) == 3 and lines[0]["text"] in scenes
+    assert 1 / len(scenes) <= lines[0]["score"] <= 1  # the chosen class's probability among the candidates
     assert set(lines[1]) == {"file", "task", "text", "count"} and "boxes" in lines[2]

@@ -1,0 +1,113 @@
+"""metrics/arm_comparison.py and the seed-aware scripts/compare_predictions: intervals checked where the answer is
+known (simulated arms drawn from the same distribution, or a known difference), Welch's t against scipy's, and the
+four runs under docs/results."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from metrics import java_available
+from metrics.arm_comparison import (
+    detectable_difference,
+    paired_bootstrap,
+    seed_bootstrap,
+    welch_interval,
+)
+
+RUNS, IMAGES, SEED_SD = 5, 80, 0.1
+
+
+def _experiment(rng, difference: float = 0.0):
+    """Two arms of RUNS runs on the same IMAGES images: a score per image (shared), an offset per run (the seed,
+    sd SEED_SD) and noise per run and image; arm A is shifted by `difference`."""
+    image = rng.normal(1.0, 0.5, IMAGES)
+    arms = []
+    for shift in (difference, 0.0):
+        seeds = rng.normal(0.0, SEED_SD, (RUNS, 1))
+        arms.append(image + shift + seeds + rng.normal(0.0, 0.3, (RUNS, IMAGES)))
+    return arms
+
+
+def _covers(interval, value) -> bool:
+    return interval[0] <= value <= interval[1]
+
+
+def test_arms_from_one_distribution_are_covered_by_the_seed_aware_intervals_not_by_the_image_bootstrap():
+    """Same distribution, true difference 0, the seed as the main source of variance: the two-level bootstrap and
+    Welch's t cover 0 about as often as they claim; the image-only bootstrap of the pooled runs, which ignores
+    the seed, misses it far more often."""
+    rng = np.random.default_rng(1)
+    covered = {"seed_aware": 0, "welch": 0, "images_only": 0}
+    trials = 150
+    for trial in range(trials):
+        a, b = _experiment(rng)
+        covered["seed_aware"] += _covers(seed_bootstrap(a, b, 300, trial)["interval_95"], 0.0)
+        covered["welch"] += _covers(welch_interval(a.mean(axis=1), b.mean(axis=1))["interval_95"], 0.0)
+        covered["images_only"] += _covers(
+            paired_bootstrap(a.mean(axis=0), b.mean(axis=0), 300, trial)["interval_95"], 0.0
+        )
+    shares = {name: count / trials for name, count in covered.items()}
+    assert 0.88 <= shares["welch"] <= 1.0, shares
+    assert shares["seed_aware"] >= 0.8, shares  # a bootstrap over 5 seeds is somewhat narrow, not badly so
+    assert shares["images_only"] <= 0.6, shares
+
+
+def test_a_known_difference_is_found_and_covered():
+    rng = np.random.default_rng(2)
+    a, b = _experiment(rng, difference=0.4)
+    welch = welch_interval(a.mean(axis=1), b.mean(axis=1))
+    assert welch["p_value"] < 0.01 and _covers(welch["interval_95"], 0.4)
+    assert welch["difference"] == pytest.approx(a.mean() - b.mean())
+    boot = seed_bootstrap(a, b, 2000, 0)
+    assert boot["interval_95"][0] > 0 and _covers(boot["interval_95"], 0.4)
+    assert boot["difference"] == pytest.approx(welch["difference"])
+
+
+def test_welch_equals_scipys_unequal_variance_t_test():
+    a, b = [0.968, 1.155, 1.02, 1.08, 0.99], [0.950, 0.979, 0.93, 1.01]
+    welch = welch_interval(a, b)
+    reference = stats.ttest_ind(a, b, equal_var=False)
+    assert welch["t"] == pytest.approx(reference.statistic) and welch["p_value"] == pytest.approx(reference.pvalue)
+    low, high = reference.confidence_interval(0.95)
+    assert welch["interval_95"] == pytest.approx([low, high])
+
+
+def test_the_detectable_difference_is_found_four_times_in_five():
+    """Runs with sd 0.1, five per arm: a true difference equal to `detectable_difference` is found by Welch's test
+    at level 0.05 in about 80% of simulated experiments."""
+    z = np.array([-1.2, -0.6, 0.0, 0.6, 1.2])
+    sample = 0.1 * z / z.std(ddof=1)  # sd exactly 0.1
+    smallest = detectable_difference(sample, sample)
+    rng = np.random.default_rng(3)
+    found = 0
+    for _ in range(2000):
+        a, b = rng.normal(smallest, 0.1, 5), rng.normal(0.0, 0.1, 5)
+        found += stats.ttest_ind(a, b, equal_var=False).pvalue < 0.05
+    assert 0.72 <= found / 2000 <= 0.88, (smallest, found / 2000)
+
+
+@pytest.mark.skipif(not java_available(), reason="the PTB tokenizer needs Java")
+def test_compare_predictions_over_seeds_on_the_published_ablation_runs(capsys):
+    """The four runs under docs/results: each run's CIDEr is the one its eval_results.json reports, and the
+    seed-aware analysis and the per-class table come with them."""
+    from scripts import compare_predictions
+
+    root = Path("docs/results/rsicd-mini-ablation")
+    runs = {arm: [root / f"{arm}-seed{seed}" for seed in (42, 43)] for arm in ("enhanced", "direct-wide")}
+    arms = [",".join(str(run / "predictions.jsonl") for run in runs[arm]) for arm in runs]
+    assert compare_predictions.main([*arms, "--resamples", "200", "--per_class"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key, arm in (("runs_a", "enhanced"), ("runs_b", "direct-wide")):
+        reported = [
+            json.loads((run / "eval_results.json").read_text())["test"]["overall"]["cider"] for run in runs[arm]
+        ]
+        assert result[key] == pytest.approx(reported, abs=1e-6)
+    assert result["arm_a"]["sd_over_seeds"] == pytest.approx(np.std(result["runs_a"], ddof=1))
+    assert result["welch"]["degrees_of_freedom"] < 2 and result["welch"]["p_value"] > 0.2  # two seeds: no verdict
+    assert len(result["per_run_pair"]) == 2 and result["detectable_difference"] > result["cider_difference"]
+    classes = result["per_class"]
+    assert sum(entry["images"] for entry in classes.values()) == result["images"] == 547
+    assert "storage tanks" in classes and "desert" in classes and classes["(numbered, no class)"]["images"] == 37
