@@ -1,5 +1,7 @@
 """Two captioners on the same images: their CIDEr-D difference with a paired bootstrap over the images. Prints one
 JSON object: each model's CIDEr, the difference (A - B), its 95% interval and how often a resample reverses it.
+Answers with one reference each (scene classes: `predictions_scenes.jsonl`) are compared by accuracy the same way
+(`accuracy_a`, `accuracy_b`, `accuracy_difference`).
 
     python -m scripts.compare_predictions A/predictions.jsonl B/predictions.jsonl [--resamples 10000] [--seed 0]
     python -m scripts.compare_predictions A1/predictions.jsonl,A2/...,A5/... B1/...,B5/... [--per_class]  # seeds
@@ -64,6 +66,20 @@ def per_image_cider(references: list[list[str]], *predictions: list[str]) -> lis
     return scores
 
 
+def per_image_scores(runs: list[list[dict]]) -> tuple[str, list[np.ndarray]]:
+    """("cider", each run's per-image CIDEr-D) for captions (records with `references`); ("accuracy", 1 or 0 per
+    image) for answers compared with one `reference` (scene classes, counts)."""
+    if "references" in runs[0][0]:
+        references = [record["references"] for record in runs[0]]
+        # The mean of per-image scores is the corpus CIDEr (fixed document frequencies), so averaging per image
+        # over runs gives exactly the mean of the runs' CIDEr.
+        return "cider", per_image_cider(references, *[[record["prediction"] for record in run] for run in runs])
+    return "accuracy", [
+        np.asarray([str(record["prediction"]) == str(record["reference"]) for record in run], dtype=float)
+        for run in runs
+    ]
+
+
 def seed_analysis(a_runs: np.ndarray, b_runs: np.ndarray, resamples: int, seed: int) -> dict:
     """The seed-aware comparison of two arms' (runs, images) CIDEr (each arm two or more runs)."""
     result = {
@@ -101,18 +117,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"compare_predictions: {path} does not list the images of {paths_a[0]} in the same order; "
                 "compare predictions of the same split and test subset."
             )
-    references = [record["references"] for record in runs[0]]
-    scores = per_image_cider(references, *[[record["prediction"] for record in records] for records in runs])
-    # The mean of per-image scores is the corpus CIDEr (fixed document frequencies), so averaging per image over
-    # runs gives exactly the mean of the runs' CIDEr.
+    metric, scores = per_image_scores(runs)
     a_runs, b_runs = np.asarray(scores[: len(paths_a)]), np.asarray(scores[len(paths_a) :])
     a, b = a_runs.mean(axis=0), b_runs.mean(axis=0)
-    result = {"images": len(a), "cider_a": float(a.mean()), "cider_b": float(b.mean())}
+    result = {"images": len(a), f"{metric}_a": float(a.mean()), f"{metric}_b": float(b.mean())}
     if len(paths_a) > 1 or len(paths_b) > 1:
         result["runs_a"] = [float(run.mean()) for run in a_runs]
         result["runs_b"] = [float(run.mean()) for run in b_runs]
     pooled = paired_bootstrap(a, b, args.resamples, args.seed)
-    result.update({"cider_difference": pooled.pop("difference"), **pooled})
+    result.update({f"{metric}_difference": pooled.pop("difference"), **pooled})
     if len(paths_a) > 1 and len(paths_b) > 1:
         result.update(seed_analysis(a_runs, b_runs, args.resamples, args.seed))
     if args.per_class:

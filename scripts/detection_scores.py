@@ -1,7 +1,8 @@
 """A detection model scored on a boxes folder's split through inference's own path: each image answered in the tiles
 the model was trained at and merged (or with `--tile_size`; 0: the whole image as one input), the boxes scored per
-box from their tokens, then COCOeval (AP, AP50, AP75, AP50 per class) and the count MAE of the merged boxes. Prints
-one JSON object, with the decoding seconds per image.
+box from their tokens, then COCOeval (AP, AP50, AP75, AP50 per class) and the count MAE of the merged boxes (over
+every image and class, and over the classes each image holds: the count task's questions). Prints one JSON object,
+with the decoding seconds per image.
 
     python -m scripts.detection_scores MODEL DATA_DIR [--split test] [--tile_size 0] [--predictions FILE.jsonl]
 """
@@ -29,6 +30,7 @@ class DetectionScoresArguments:
     )
     overlap: int | None = field(default=None, metadata={"help": "Tile overlap in source pixels (default 1/8 tile)."})
     batch_size: int = field(default=16, metadata={"help": "Images (or tiles) per generate call."})
+    max_images: int | None = field(default=None, metadata={"help": "Score only the split's first N images."})
     predictions: str | None = field(default=None, metadata={"help": "Also write one JSONL record per image here."})
 
 
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.split not in splits:
         sys.exit(f"{args.dataset_dir}: no {args.split!r} split (it has {sorted(splits)}). Fix: --split.")
     rows = splits[args.split]
+    rows = rows.select(range(min(args.max_images, len(rows)))) if args.max_images else rows
     classes = detection_classes(rows)
     model, processor = load_model(args.model)
     recorded = choose_task(model.config, get_task("detect").name, classes=" ; ".join(classes))
@@ -58,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.predictions, "w") as handle:
             handle.writelines(json.dumps(record) + "\n" for record in records)
     scores = task.score(records)
+    # The count task's questions: each image and each class it holds (at least one reference box).
+    asked = [(r, name) for r in records for name in dict.fromkeys(item["label"] for item in r["references"])]
+    errors = [
+        abs(sum(b["label"] == name for b in r["boxes"]) - sum(b["label"] == name for b in r["references"]))
+        for r, name in asked
+    ]
     summary = {
         "model": args.model,
         "split": args.split,
@@ -66,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         "overlap": (default_overlap(tile_size) if args.overlap is None else args.overlap) if tile_size else None,
         "seconds_per_image": round(seconds / max(len(records), 1), 3),
         **{key: scores["overall"][key] for key in ("ap", "ap50", "ap75", "count_mae", "boxes", "predicted_boxes")},
+        "count_mae_of_present_classes": sum(errors) / len(errors) if errors else None,
         "ap50_per_class": {name: group["ap50"] for name, group in scores["groups"].items()},
     }
     print(json.dumps(summary))

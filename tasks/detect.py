@@ -128,7 +128,7 @@ class DetectTask(Task):
     def task_rows(cls, splits: dict, data_args, dataset_dir: str) -> dict:
         """With `tile_size`, each val / test image becomes the rows of its grid of tiles (a `tile` column: the
         tile's [x1, y1, x2, y2] in the image), as inference cuts them; training rows stay whole images, cut at
-        random each time they are seen (`tile_view`)."""
+        random each time they are seen (`tile_view`), unless `tile_positions` is "grid" (then they are tiled too)."""
         tile_size = getattr(data_args, "tile_size", None)
         if not tile_size:
             return splits

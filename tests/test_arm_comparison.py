@@ -111,3 +111,21 @@ def test_compare_predictions_over_seeds_on_the_published_ablation_runs(capsys):
     classes = result["per_class"]
     assert sum(entry["images"] for entry in classes.values()) == result["images"] == 547
     assert "storage tanks" in classes and "desert" in classes and classes["(numbered, no class)"]["images"] == 37
+
+
+def test_scene_answers_are_compared_by_accuracy(tmp_path, capsys):
+    from scripts import compare_predictions
+
+    truth = ["airport", "beach", "desert", "forest"]
+    files = []
+    for name, answers in (("a", ["airport", "beach", "desert", "meadow"]), ("b", ["port", "beach", "river", "park"])):
+        lines = [
+            json.dumps({"image": f"{t}_{i}.jpg", "prediction": p, "reference": t})
+            for i, (p, t) in enumerate(zip(answers, truth))
+        ]
+        files.append(tmp_path / f"{name}.jsonl")
+        files[-1].write_text("\n".join(lines) + "\n")
+    assert compare_predictions.main([*map(str, files), "--resamples", "200"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["accuracy_a"], result["accuracy_b"], result["accuracy_difference"]) == (0.75, 0.25, 0.5)
+    assert 0 <= result["interval_95"][0] <= 0.5 <= result["interval_95"][1] <= 1  # b is never right where a is wrong

@@ -343,6 +343,10 @@ def test_detection_scores_through_inference_equal_the_runs_own_tiled_test_scores
     assert sliced["tile_size"] == 512 and sliced["images"] == 4 and sliced["boxes"] == 7
     assert sliced["ap50"] == pytest.approx(results["ap50"]) and sliced["ap"] == pytest.approx(results["ap"])
     assert sliced["predicted_boxes"] == results["predicted_boxes"]
+    # the count questions: each image's airplanes (its one class), merged boxes against references
+    records = [json.loads(line) for line in (run / "predictions.jsonl").open()]
+    errors = [abs(len(record["boxes"]) - len(record["references"])) for record in records]
+    assert sliced["count_mae_of_present_classes"] == pytest.approx(sum(errors) / 4)
     assert detection_scores.main([str(run / "merged"), str(data), "--tile_size", "0"]) == 0
     whole = json.loads(capsys.readouterr().out)
     assert whole["tile_size"] is None and whole["images"] == 4 and whole["boxes"] == 7
