@@ -60,12 +60,11 @@ def corner_boxes(row) -> list[tuple[float, float, float, float]]:
 
 
 CARD_TEMPLATE = """
-Object detection with the prompt `{{ prompt }}`, test split: COCO AP@[.5:.95], AP50 and AP75 by pycocotools'
-COCOeval (area all, 100 detections per image),
-overall and per class, each box ranked by its score (the mean probability of its `<loc>` and label tokens), and the
-mean absolute error of the per-image box count.{% if tile_size %} Each test image is answered in {{ tile_size }}-px
-tiles (the size the model was trained at and records), merged per class by NMS.{% endif %} The same numbers are in
-`eval_results.json` and in the metadata.
+Object detection with the prompt `{{ prompt }}`, test split: COCO AP@[.5:.95], AP50 and AP75 by pycocotools' COCOeval
+(area all, 100 detections per image), overall and per class, each box ranked by its score (the mean probability of
+its `<loc>` and label tokens), and the mean absolute error of the per-image box count.
+{%- if tile_size %} Each test image is answered in {{ tile_size }}-px tiles (the size the model was trained at and
+records), merged per class by NMS.{% endif %} The same numbers are in `eval_results.json` and in the metadata.
 {{ table(detection_header, detection_rows) }}
 {%- if detection_examples %}
 
