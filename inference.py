@@ -174,12 +174,13 @@ def answer_files(
     tile_size = task.tile_size if args.tile_size is None else None  # --tile_size 0: whole chips
     for batch_paths in _batches(list(paths), args.batch_size):
         readable, images = read_batch(batch_paths, errors)
-        if images and tile_size:  # the task was trained on tiles: each chip in the same tiles, merged
+        if not images:
+            continue
+        if tile_size:  # the task was trained on tiles: each chip in the same tiles, merged
             results = run_tiled(model, processor, images, task, tile_size, args.overlap, args.batch_size, **decoding)
-            yield from zip(readable, results, images)
-        elif images:
+        else:
             results = run_task(model, processor, images, task, args.batch_size, **decoding)
-            yield from zip(readable, results, images)
+        yield from zip(readable, results, images)
 
 
 def own_share(paths: list[Path]) -> list[Path]:
