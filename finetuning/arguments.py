@@ -229,6 +229,13 @@ class ObjectiveArguments:
             "a mixture's weights are the tasks' shares of the gradient."
         },
     )
+    loc_sigma: float = field(
+        default=0.0,
+        metadata={
+            "help": "xent: spread each <loc> target over its neighbouring bins as a Gaussian of this many bins (0 = "
+            "one-hot), so a box coordinate one bin off costs less than one across the image (finetuning/loc_loss.py)."
+        },
+    )
     scst_samples: int = field(default=5, metadata={"help": "scst: captions sampled per image and step (k >= 2)."})
     scst_temperature: float = field(default=1.0, metadata={"help": "scst: sampling temperature."})
     scst_top_k: int = field(default=0, metadata={"help": "scst: sample from the k most likely tokens (0 = all)."})

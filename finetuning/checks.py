@@ -218,12 +218,17 @@ def on_cuda(training) -> bool:
 
 
 def check_objective(args) -> None:
-    """SCST's settings: each error names the argument and the fix."""
+    """The objective's settings (SCST's among them): each error names the argument and the fix."""
     objective = args.objective
     if objective.train_objective not in OBJECTIVES:
         raise ConfigError(f"train_objective={objective.train_objective!r} is invalid. Fix: use xent or scst.")
     if objective.loss_weighting not in LOSS_WEIGHTINGS:
         raise ConfigError(f"loss_weighting={objective.loss_weighting!r} is invalid. Fix: use token or row.")
+    if not 0 <= objective.loc_sigma <= 64:
+        raise ConfigError(
+            f"loc_sigma={objective.loc_sigma} is out of range: it is a width in <loc> bins (1024 per side). "
+            "Fix: 0 (one-hot targets) or a width of a few percent of the side, e.g. --loc_sigma 16."
+        )
     if objective.train_objective != "scst":
         return
     if objective.scst_baseline not in SCST_BASELINES:

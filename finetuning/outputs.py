@@ -96,6 +96,8 @@ def objective_settings(objective) -> dict:
     values = {"train_objective": objective.train_objective}
     if objective.loss_weighting != "token":  # the default stays unsaid: records without the key read as token
         values["loss_weighting"] = objective.loss_weighting
+    if objective.loc_sigma:
+        values["loc_sigma"] = objective.loc_sigma
     if objective.train_objective == "scst":
         values.update({name: getattr(objective, name) for name in vars(objective) if name.startswith("scst_")})
     return values

@@ -16,6 +16,7 @@ from transformers.trainer_utils import EvalLoopOutput
 from metrics import flatten_metrics
 from tasks.likelihood import answer_tokens, likeliest_answers, scored_pieces
 
+from .loc_loss import loc_aware_token_losses, loc_token_range
 from .model_setup import unwrapped_model
 from .scst import SCSTStats, scst_loss
 
@@ -46,7 +47,13 @@ def row_balanced_weights(labels: torch.Tensor) -> torch.Tensor:
 
 
 def causal_lm_loss(
-    outputs, labels: torch.Tensor, num_items_in_batch=None, label_smoothing: float = 0.0, weighting: str = "token"
+    outputs,
+    labels: torch.Tensor,
+    num_items_in_batch=None,
+    label_smoothing: float = 0.0,
+    weighting: str = "token",
+    loc_sigma: float = 0.0,
+    first_loc: int | None = None,
 ):
     """Next-token cross entropy with label smoothing, labels SHIFTED by one.
 
@@ -55,6 +62,8 @@ def causal_lm_loss(
     only for model classes it knows as causal LMs; this custom class is not one, so the Trainer would smooth against
     unshifted labels. Summed and divided by the batch's label count (or by `num_items_in_batch` under gradient
     accumulation), as the model's own loss is; `weighting="row"` weighs each token by `row_balanced_weights` first.
+    With `loc_sigma` > 0 a `<loc>` target (ids from `first_loc`) is spread over its neighbouring bins
+    (`loc_aware_token_losses`).
     """
     targets = labels[:, 1:].to(outputs.logits.device)  # (B, L-1): position t predicts token t+1
     labelled = targets != -100
@@ -63,9 +72,12 @@ def causal_lm_loss(
         flat_targets = targets.reshape(-1)
     else:
         logits, flat_targets = outputs.logits, targets[labelled]  # (M, V), (M,)
-    token_losses = F.cross_entropy(
-        logits.float(), flat_targets, ignore_index=-100, label_smoothing=label_smoothing, reduction="none"
-    )  # (B * (L-1),) or (M,); 0 where ignored
+    if loc_sigma > 0:
+        token_losses = loc_aware_token_losses(logits, flat_targets, first_loc, loc_sigma, label_smoothing)
+    else:
+        token_losses = F.cross_entropy(
+            logits.float(), flat_targets, ignore_index=-100, label_smoothing=label_smoothing, reduction="none"
+        )  # (B * (L-1),) or (M,); 0 where ignored
     if weighting == "row":
         weights = row_balanced_weights(labels.to(outputs.logits.device))  # (B, L-1)
         token_losses = token_losses * (weights.reshape(-1) if outputs.logits.dim() == 3 else weights[labelled])
@@ -150,10 +162,18 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
     ):
         smoothing = kwargs["args"].label_smoothing_factor
         weighting = (objective or {}).get("loss_weighting", "token")
+        loc_sigma = (objective or {}).get("loc_sigma", 0.0)
+        first_loc = loc_token_range(kwargs["processing_class"].tokenizer) if loc_sigma > 0 else None
         kwargs.setdefault(
             "compute_loss_func",
             lambda outputs, labels, num_items_in_batch=None: causal_lm_loss(
-                outputs, labels, num_items_in_batch, label_smoothing=smoothing, weighting=weighting
+                outputs,
+                labels,
+                num_items_in_batch,
+                label_smoothing=smoothing,
+                weighting=weighting,
+                loc_sigma=loc_sigma,
+                first_loc=first_loc,
             ),
         )
         super().__init__(*args, **kwargs)

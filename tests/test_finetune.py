@@ -263,6 +263,34 @@ def test_loss_weighting_reaches_the_trainers_loss_and_a_bad_value_names_the_fix(
     assert trainer.objective == {"train_objective": "xent", "loss_weighting": "row"}
 
 
+def test_loc_sigma_reaches_the_trainers_loss_on_loc_targets_only_and_a_bad_value_names_the_fix(
+    tiny_model_and_processor, eval_rows, tmp_path
+):
+    model, processor = tiny_model_and_processor
+    argv = [DEMO, "--model_name_or_path", str(model.name_or_path), "--output_dir", str(tmp_path), "--use_cpu", "true"]
+    with pytest.raises(ConfigError, match=r"^loc_sigma=-1.0 is out of range: .* Fix: 0 \(one-hot targets\)"):
+        parse_finetune_args([*argv, "--loc_sigma", "-1"])
+    trainer = build_trainer(
+        parse_finetune_args([*argv, "--loc_sigma", "4"]), model, processor, {"train": None, "val": eval_rows}
+    )
+    assert trainer.objective == {"train_objective": "xent", "loc_sigma": 4.0}
+    batch = TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="first"))(eval_rows)
+    with torch.no_grad():
+        outputs = model(**batch)
+    smoothing = trainer.args.label_smoothing_factor
+    plain = causal_lm_loss(outputs, batch["labels"], label_smoothing=smoothing)
+    # Captions hold no <loc> target: the loss is plain cross entropy, to the bit.
+    assert trainer.compute_loss_func(outputs, batch["labels"]).item() == plain.item()
+    # The first three labelled tokens of each row made <loc> targets: only then does the spread change the loss.
+    first_loc = processor.tokenizer.convert_tokens_to_ids("<loc0000>")
+    labels = batch["labels"].clone()
+    for row in labels:
+        row[(row != -100).nonzero()[:3, 0]] = torch.tensor([first_loc + 10, first_loc + 500, first_loc + 1023])
+    spread = causal_lm_loss(outputs, labels, label_smoothing=smoothing, loc_sigma=4.0, first_loc=first_loc)
+    assert trainer.compute_loss_func(outputs, labels).item() == spread.item()
+    assert abs(spread.item() - causal_lm_loss(outputs, labels, label_smoothing=smoothing).item()) > 1e-3
+
+
 def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eval_rows, tmp_path):
     model, processor = tiny_model_and_processor
     args = parse_finetune_args(
