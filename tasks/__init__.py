@@ -26,7 +26,7 @@ from .registry import (
 )
 
 # Helpers of the task modules, not tasks: imported by them, never registered.
-_HELPERS = {"answers", "base", "card_text", "likelihood", "loc_codec", "registry", "rows", "tiling"}
+_HELPERS = {"answers", "base", "box_merging", "card_text", "likelihood", "loc_codec", "registry", "rows", "tiling"}
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _HELPERS:
         importlib.import_module(f"{__name__}.{_module.name}")

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .base import BOXES_FORMAT, Task
+from .box_merging import merge_boxes
 from .card_text import cell, label_counts, number
 from .loc_codec import detect_prompt, encode_objects, parse_objects, prompt_classes
 from .registry import register_task
@@ -84,7 +85,6 @@ for y1, x1, y2, x2, label in re.findall(r"<loc(\\d{4})><loc(\\d{4})><loc(\\d{4})
     box = [int(x1) / 1023 * width, int(y1) / 1023 * height, int(x2) / 1023 * width, int(y2) / 1023 * height]
     print(label.strip(), box)
 ```"""
-NMS_IOU = 0.5  # two boxes of one class that overlap more than this, from overlapping tiles, are one object
 DETECTION_HEADER = ["set", "images", "boxes", "AP@[.5:.95]", "AP50", "AP75", "count MAE"]
 
 
@@ -217,7 +217,10 @@ class DetectTask(Task):
                 for reason, count in part["dropped"].items():
                     dropped[reason] = dropped.get(reason, 0) + count
             first = {key: value for key, value in parts[0].items() if key not in ("tile", "boxes", "dropped")}
-            boxes = merge_boxes([item for part in parts for item in part["boxes"]])
+            boxes = merge_boxes(
+                [item for part in parts for item in part["boxes"]],
+                tiles=[tuple(part["tile"]) for part in parts for _ in part["boxes"]],
+            )
             prediction = " | ".join(part["prediction"] for part in parts)
             merged.append({**first, "prediction": prediction, "tiles": len(parts), "boxes": boxes, "dropped": dropped})
         return merged
@@ -236,7 +239,8 @@ class DetectTask(Task):
         """Every tile's boxes moved to scene pixels, then the duplicates that overlapping tiles see merged
         (`merge_boxes`)."""
         return merge_boxes(
-            [{**item, "box": to_image_box(item["box"], box)} for box, result in tiles for item in result["boxes"]]
+            [{**item, "box": to_image_box(item["box"], box)} for box, result in tiles for item in result["boxes"]],
+            tiles=[index for index, (_, result) in enumerate(tiles) for _ in result["boxes"]],
         )
 
     def merged_result(self, features: list[dict]) -> dict:
@@ -301,24 +305,6 @@ class DetectTask(Task):
             "detection_examples": detection_examples(view["predictions"]),
             "tile_size": (view.get("record") or {}).get("tile_size"),
         }
-
-
-def merge_boxes(boxes: list[dict]) -> list[dict]:
-    """{"label", "box", "score"} boxes with the duplicates of overlapping tiles merged by torchvision's
-    `batched_nms` (per class, IoU NMS_IOU; a box's score is its own, or 1), in their order."""
-    import torch
-    from torchvision.ops import batched_nms
-
-    if not boxes:
-        return []
-    names = sorted({item["label"] for item in boxes})
-    keep = batched_nms(
-        torch.tensor([item["box"] for item in boxes], dtype=torch.float64),
-        torch.tensor([item.get("score", 1.0) for item in boxes], dtype=torch.float64),
-        torch.tensor([names.index(item["label"]) for item in boxes]),
-        iou_threshold=NMS_IOU,
-    )
-    return [{**boxes[index], "score": boxes[index].get("score", 1.0)} for index in sorted(keep.tolist())]
 
 
 def grid_rows(rows, tile_size: int):
