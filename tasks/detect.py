@@ -240,7 +240,7 @@ class DetectTask(Task):
         (`merge_boxes`)."""
         return merge_boxes(
             [{**item, "box": to_image_box(item["box"], box)} for box, result in tiles for item in result["boxes"]],
-            tiles=[index for index, (_, result) in enumerate(tiles) for _ in result["boxes"]],
+            tiles=[box for box, result in tiles for _ in result["boxes"]],
         )
 
     def merged_result(self, features: list[dict]) -> dict:
