@@ -21,6 +21,7 @@ import yaml
 from command_line import parse_command_line
 from metrics import sbert_similarity
 from metrics._sbert import DEFAULT_MODEL
+from metrics.arm_comparison import arm_summary
 
 METRICS = ("cider", "bleu_4", "meteor", "rouge_l", "sbert_sim", "distinct_captions")
 
@@ -69,11 +70,11 @@ def arm_statistics(runs: list[dict]) -> dict:
         arms.setdefault(run["arm"], []).append(run)
     statistics = {}
     for arm, members in arms.items():
-        values = {name: np.array([run[name] for run in members], dtype=float) for name in METRICS}
+        summaries = {name: arm_summary(np.array([[run[name]] for run in members], dtype=float)) for name in METRICS}
         statistics[arm] = {
             "runs": len(members),
-            **{name: float(value.mean()) for name, value in values.items()},
-            **{f"{name}_sd": float(value.std(ddof=1)) if len(value) > 1 else 0.0 for name, value in values.items()},
+            **{name: summary["mean"] for name, summary in summaries.items()},
+            **{f"{name}_sd": summary["sd_over_seeds"] or 0.0 for name, summary in summaries.items()},
         }
     return statistics
 

@@ -244,19 +244,28 @@ def test_row_weighting_is_the_mean_of_each_rows_mean_token_loss_lean_or_full(tin
     assert row_balanced_weights(labels).sum().item() == pytest.approx(lengths.sum().item())
 
 
+def trainer_and_caption_outputs(model, processor, eval_rows, tmp_path, bad_option, good_option, error):
+    """`bad_option` (name, value) refused with `error`; a trainer built with `good_option`; the model's outputs on
+    the caption batch of `eval_rows`."""
+    argv = [DEMO, "--model_name_or_path", str(model.name_or_path), "--output_dir", str(tmp_path), "--use_cpu", "true"]
+    with pytest.raises(ConfigError, match=error):
+        parse_finetune_args([*argv, *bad_option])
+    args = parse_finetune_args([*argv, *good_option])
+    trainer = build_trainer(args, model, processor, {"train": None, "val": eval_rows})
+    batch = TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="first"))(eval_rows)
+    with torch.no_grad():
+        outputs = model(**batch)
+    return trainer, batch, outputs
+
+
 def test_loss_weighting_reaches_the_trainers_loss_and_a_bad_value_names_the_fix(
     tiny_model_and_processor, eval_rows, tmp_path
 ):
     model, processor = tiny_model_and_processor
-    argv = [DEMO, "--model_name_or_path", str(model.name_or_path), "--output_dir", str(tmp_path), "--use_cpu", "true"]
-    with pytest.raises(ConfigError, match=r"^loss_weighting='rows' is invalid. Fix: use token or row.$"):
-        parse_finetune_args([*argv, "--loss_weighting", "rows"])
-    trainer = build_trainer(
-        parse_finetune_args([*argv, "--loss_weighting", "row"]), model, processor, {"train": None, "val": eval_rows}
+    error = r"^loss_weighting='rows' is invalid. Fix: use token or row.$"
+    trainer, batch, outputs = trainer_and_caption_outputs(
+        model, processor, eval_rows, tmp_path, ("--loss_weighting", "rows"), ("--loss_weighting", "row"), error
     )
-    batch = TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="first"))(eval_rows)
-    with torch.no_grad():
-        outputs = model(**batch)
     smoothing = trainer.args.label_smoothing_factor
     expected = causal_lm_loss(outputs, batch["labels"], label_smoothing=smoothing, weighting="row")
     assert trainer.compute_loss_func(outputs, batch["labels"]).item() == expected.item()
@@ -267,16 +276,11 @@ def test_loc_sigma_reaches_the_trainers_loss_on_loc_targets_only_and_a_bad_value
     tiny_model_and_processor, eval_rows, tmp_path
 ):
     model, processor = tiny_model_and_processor
-    argv = [DEMO, "--model_name_or_path", str(model.name_or_path), "--output_dir", str(tmp_path), "--use_cpu", "true"]
-    with pytest.raises(ConfigError, match=r"^loc_sigma=-1.0 is out of range: .* Fix: 0 \(one-hot targets\)"):
-        parse_finetune_args([*argv, "--loc_sigma", "-1"])
-    trainer = build_trainer(
-        parse_finetune_args([*argv, "--loc_sigma", "4"]), model, processor, {"train": None, "val": eval_rows}
+    error = r"^loc_sigma=-1.0 is out of range: .* Fix: 0 \(one-hot targets\)"
+    trainer, batch, outputs = trainer_and_caption_outputs(
+        model, processor, eval_rows, tmp_path, ("--loc_sigma", "-1"), ("--loc_sigma", "4"), error
     )
     assert trainer.objective == {"train_objective": "xent", "loc_sigma": 4.0}
-    batch = TSNPaliGemmaTrainCollator(processor, task=CaptionTask(caption_choice="first"))(eval_rows)
-    with torch.no_grad():
-        outputs = model(**batch)
     smoothing = trainer.args.label_smoothing_factor
     plain = causal_lm_loss(outputs, batch["labels"], label_smoothing=smoothing)
     # Captions hold no <loc> target: the loss is plain cross entropy, to the bit.
