@@ -82,6 +82,11 @@ def _check_dropout(name: str, value: Any) -> None:
         raise _invalid(name, value, "must be a number in [0, 1)")
 
 
+def _check_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise _invalid(name, value, "must be a number")
+
+
 def _check_scales(name: str, value: Any) -> None:
     rule = "must be a non-empty list of distinct [rows, cols] pairs of integers >= 1, e.g. [[1, 1], [2, 2]]"
     if not isinstance(value, (list, tuple)) or len(value) == 0:
@@ -129,6 +134,8 @@ _FIELD_CHECKS = {
     "tsn_batchnorm": _check_choice(BATCHNORM_MODES),
     "tsn_pretrained_backbone": _check_bool,
     "pruned_layers": _check_pruned_layers,
+    "image_position_features": _check_bool,
+    "image_position_init": _check_number,
 }
 
 
@@ -163,6 +170,15 @@ class TSNPaliGemmaConfig(PaliGemmaConfig):
     tsn_pretrained_backbone (`bool`, defaults to `True`): load torchvision's ImageNet weights into the backbone
         when a TSN model is first built from a base PaliGemma. Never used by `from_pretrained` of a saved TSN model,
         whose backbone weights are in its own checkpoint.
+    image_position_features (`bool`, defaults to `False`): add to each SigLIP image token the fixed sine/cosine
+        features of its cell in the patch grid (its row in one half of the dimensions, its column in the other,
+        each in [-1, 1]), multiplied by a learned per-dimension gate. Where a token lies reaches the language model
+        only through what the token holds (its place in the sequence only through relative attention), and writing
+        a box needs it; captioning and scene training wash it out of a small model's tokens
+        (`scripts/probe_image_tokens.py`). Not for `replace`, whose tokens form no one grid.
+    image_position_init (`float`, defaults to 0.0): the gate's value when it is created (a model that gains the
+        option, or a new one). 0 leaves a trained model's outputs unchanged, but a gate at 0 barely moves, since
+        nothing downstream uses the features yet; 1.0 adds them at full strength from the first step.
     pruned_layers (`dict`, *optional*): set by `prune.py`: the original indices of the language-model (`"text"`)
         and SigLIP (`"vision"`) layers that block-influence pruning removed; `None` for an unpruned model.
     """
@@ -184,6 +200,8 @@ class TSNPaliGemmaConfig(PaliGemmaConfig):
     tsn_batchnorm: str = "partial"
     tsn_pretrained_backbone: bool = True
     pruned_layers: dict | None = None
+    image_position_features: bool = False
+    image_position_init: float = 0.0
 
     def __post_init__(self, **kwargs):
         # Saved configs carry their own auto_map; a fresh one gets ours so `save_pretrained` output loads with
@@ -213,6 +231,13 @@ class TSNPaliGemmaConfig(PaliGemmaConfig):
                 self.tsn_crop_size,
                 f"tsn_backbone={self.tsn_backbone!r} needs crops of at least {minimum} px "
                 f"(the crop size resolves to {self.crop_size})",
+            )
+        if self.image_position_features and self.tsn_integration == "replace":
+            raise _invalid(
+                "image_position_features",
+                True,
+                "tsn_integration='replace' has no grid of SigLIP tokens to place; use it with enhanced, adapter or "
+                "direct",
             )
 
     @property

@@ -100,7 +100,7 @@ def apply_lora(
             model.model.tsn.float()
     elif gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    modules_to_save = ["tsn"] if hasattr(model.model, "tsn") else None
+    modules_to_save = [name for name in ("tsn", "image_positions") if hasattr(model.model, name)] or None
     lora = LoraConfig(
         r=r,
         lora_alpha=alpha,

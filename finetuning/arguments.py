@@ -94,6 +94,20 @@ class TSNArguments:
     tsn_pretrained_backbone: bool | None = field(
         default=None, metadata={"help": "Load torchvision ImageNet weights into a newly built backbone."}
     )
+    image_position_features: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Add gated sine/cosine features of each image token's cell to the tokens the language model "
+            "reads (see image_position_init)."
+        },
+    )
+    image_position_init: float | None = field(
+        default=None,
+        metadata={
+            "help": "The gate's first value when the option is added: 0 keeps the model's outputs (the gate then "
+            "barely opens), 1.0 adds the features at full strength."
+        },
+    )
 
     def overrides(self) -> dict:
         """The options that were set, as TSNPaliGemmaConfig keyword arguments."""

@@ -65,6 +65,46 @@ class TSNPaliGemmaPreTrainedModel(PaliGemmaPreTrainedModel):
                 init.copy_(module.patch_segments, module.patch_segment_index())
             if hasattr(module, "gate"):
                 init.zeros_(module.gate)
+        elif isinstance(module, TSNPaliGemmaImagePositions):
+            init.constant_(module.gate, module.initial_gate)  # 0: a model that gains the option keeps its outputs
+
+
+def grid_position_features(grid: int, dim: int) -> torch.Tensor:
+    """(grid * grid, dim) sine/cosine features of each cell of a grid, row-major as SigLIP's tokens: the cell's row
+    in the first half of the dimensions, its column in the second, each as sin/cos pairs at geometric frequencies
+    (periods from 2 cells up to about 10,000). `dim` must be a multiple of 4.
+
+    >>> grid_position_features(8, 16).shape
+    torch.Size([64, 16])
+    """
+    if dim % 4:
+        raise ValueError(f"image position features need a hidden size divisible by 4, not {dim}.")
+    quarter = dim // 4
+    frequencies = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
+    rows, columns = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    halves = []
+    for index in (rows.reshape(-1), columns.reshape(-1)):
+        angles = index[:, None].float() * frequencies[None, :] * torch.pi
+        halves += [angles.sin(), angles.cos()]
+    return torch.cat(halves, dim=1)
+
+
+class TSNPaliGemmaImagePositions(nn.Module):
+    """`config.image_position_features`: each SigLIP token (the first `num_siglip_tokens`; `adapter`'s segment
+    tokens follow them) plus `gate * grid_position_features`, the gate learned per dimension from
+    `config.image_position_init`. A module (not a bare parameter) so that LoRA strategies train and save it
+    (`modules_to_save`)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.num_tokens = config.num_siglip_tokens
+        self.initial_gate = float(config.image_position_init)
+        self.gate = nn.Parameter(torch.full((config.text_config.hidden_size,), self.initial_gate))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        features = grid_position_features(int(self.num_tokens**0.5), tokens.shape[-1]).to(tokens.device, tokens.dtype)
+        placed = tokens[:, : self.num_tokens] + self.gate.to(tokens.dtype) * features
+        return torch.cat([placed, tokens[:, self.num_tokens :]], dim=1)
 
 
 class TSNPaliGemmaModel(TSNPaliGemmaPreTrainedModel, PaliGemmaModel):
@@ -84,6 +124,8 @@ class TSNPaliGemmaModel(TSNPaliGemmaPreTrainedModel, PaliGemmaModel):
             self.tsn = TSNPaliGemmaSegmentEncoder(config)
         self.vocab_size = config.text_config.vocab_size
         self.language_model = AutoModel.from_config(config.text_config)
+        if config.image_position_features:
+            self.image_positions = TSNPaliGemmaImagePositions(config)
         self.text_config_dtype = self.config.text_config.dtype or self.dtype
         self.post_init()
 
@@ -96,6 +138,8 @@ class TSNPaliGemmaModel(TSNPaliGemmaPreTrainedModel, PaliGemmaModel):
         outputs = super().get_image_features(pixel_values, **kwargs)
         if self.config.tsn_integration != "direct":
             outputs.pooler_output = self.tsn(pixel_values, outputs.pooler_output)
+        if self.config.image_position_features:
+            outputs.pooler_output = self.image_positions(outputs.pooler_output)
         return outputs
 
 
@@ -182,16 +226,16 @@ class TSNPaliGemmaForConditionalGeneration(TSNPaliGemmaPreTrainedModel, PaliGemm
         are initialised, and with `tsn_pretrained_backbone=True` (default) torchvision's ImageNet weights go into
         the backbone (unless the checkpoint is a TSN-PaliGemma with the same backbone, whose weights are kept). A TSN
         checkpoint whose segment encoder has another shape (backbone, scales) gets that encoder re-initialised.
-        `tsn_*` keyword arguments set the TSN options; the rest go to `from_pretrained` (`dtype`, `device_map`,
-        `revision`, ...). `quantization_config` quantizes the base; the segment encoder, projector and
-        LM head should be listed in its skip modules (see `finetune.py`).
+        `tsn_*` and `image_position_*` keyword arguments set the model's options; the rest go to `from_pretrained`
+        (`dtype`, `device_map`, `revision`, ...). `quantization_config` quantizes the base; the segment encoder,
+        projector and LM head should be listed in its skip modules (see `finetune.py`).
 
         ```python
         >>> model = TSNPaliGemmaForConditionalGeneration.from_base_pretrained(  # doctest: +SKIP
         ...     "google/paligemma-3b-pt-224", tsn_integration="enhanced", dtype=torch.bfloat16)
         ```
         """
-        tsn_options = {key: kwargs.pop(key) for key in list(kwargs) if key.startswith("tsn_")}
+        tsn_options = {key: kwargs.pop(key) for key in list(kwargs) if key.startswith(("tsn_", "image_position_"))}
         hub_options = {
             key: kwargs[key] for key in ("revision", "token", "cache_dir", "local_files_only") if key in kwargs
         }
