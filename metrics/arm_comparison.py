@@ -36,26 +36,42 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int, seed: int) ->
     }
 
 
-def seed_bootstrap(a_runs: np.ndarray, b_runs: np.ndarray, resamples: int, seed: int, chunk: int = 500) -> dict:
+def seed_bootstrap(
+    a_runs: np.ndarray,
+    b_runs: np.ndarray,
+    resamples: int,
+    seed: int,
+    chunk: int = 500,
+    contrast: tuple | None = None,
+) -> dict:
     """The difference of the arm means with a 95% interval over resamples of the images and, per arm, of its
-    seeds (`a_runs`, `b_runs`: (runs, images) scores on the same images)."""
+    seeds (`a_runs`, `b_runs`: (runs, images) scores on the same images).
+
+    With `contrast` = (columns_1, columns_2), two groups of images (e.g. scene classes of small objects against
+    plain scenes), each run scores its mean over the first group minus its mean over the second, each group's
+    images resampled on their own: the statistic is then how much more arm A leads on the first group than on
+    the second (a difference of differences, 0 when the arms differ alike on both)."""
     a_runs, b_runs = np.atleast_2d(a_runs), np.atleast_2d(b_runs)
     if a_runs.shape[1] != b_runs.shape[1]:
         raise ValueError(f"the arms are scored on {a_runs.shape[1]} and {b_runs.shape[1]} images; give the same.")
+    groups = [np.arange(a_runs.shape[1])] if contrast is None else [np.asarray(group) for group in contrast]
+    signs = [1.0] if contrast is None else [1.0, -1.0]
     rng = np.random.default_rng(seed)
-    images = a_runs.shape[1]
     differences = []
     for start in range(0, resamples, chunk):
         count = min(chunk, resamples - start)
-        picks = rng.integers(0, images, size=(count, images))
-        a_means = a_runs[:, picks].mean(axis=2)  # (runs, count): each run's mean over the resampled images
-        b_means = b_runs[:, picks].mean(axis=2)
+        # The same image draw for every run: the runs are paired on the images.
+        picks = [group[rng.integers(0, len(group), size=(count, len(group)))] for group in groups]
+        a_scores = sum(sign * a_runs[:, pick].mean(axis=2) for sign, pick in zip(signs, picks))  # (runs, count)
+        b_scores = sum(sign * b_runs[:, pick].mean(axis=2) for sign, pick in zip(signs, picks))
         a_seeds = rng.integers(0, a_runs.shape[0], size=(count, a_runs.shape[0]))
         b_seeds = rng.integers(0, b_runs.shape[0], size=(count, b_runs.shape[0]))
         columns = np.arange(count)[:, None]
-        differences.append(a_means[a_seeds, columns].mean(axis=1) - b_means[b_seeds, columns].mean(axis=1))
+        differences.append(a_scores[a_seeds, columns].mean(axis=1) - b_scores[b_seeds, columns].mean(axis=1))
     differences = np.concatenate(differences)
-    difference = float(a_runs.mean() - b_runs.mean())
+    difference = float(
+        sum(sign * (a_runs[:, group].mean() - b_runs[:, group].mean()) for sign, group in zip(signs, groups))
+    )
     low, high = np.percentile(differences, [2.5, 97.5])
     return {
         "difference": difference,

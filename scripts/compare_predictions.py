@@ -14,7 +14,10 @@ CIDEr over the runs, and, with two or more runs per arm, the seed enters the ana
 and seeds (`seed_aware`), Welch's t over the runs' CIDEr (`welch`), the smallest difference this many runs detect
 (`detectable_difference`, 80% power at level 0.05) and, with as many runs in each arm, the paired bootstrap of each
 pair of runs (`per_run_pair`: run i of A against run i of B). `--per_class` adds the same per scene class, the class
-read from each image's file name (`airport_12.jpg` -> airport).
+read from each image's file name (`airport_12.jpg` -> airport). `--class_groups` compares groups of classes named
+in advance (e.g. classes defined by small objects against plain scenes): each group's seed-aware difference and,
+for two groups, the contrast (A's lead on the first group minus its lead on the second) with its two-level
+bootstrap and Welch's t over the runs.
 """
 
 import json
@@ -47,6 +50,14 @@ class CompareArguments:
     resamples: int = field(default=10000, metadata={"help": "Bootstrap resamples of the images."})
     seed: int = field(default=0, metadata={"help": "Seed of the resampling."})
     per_class: bool = field(default=False, metadata={"help": "Also compare per scene class (from the file names)."})
+    class_groups: str | None = field(
+        default=None,
+        metadata={
+            "help": "Also compare groups of scene classes, given as JSON {group: [class, ...]} (e.g. "
+            '\'{"small objects": ["storage tanks", "parking"], "plain": ["desert", "beach"]}\'): each group\'s '
+            "difference and, for two groups, how much more A leads on the first than on the second."
+        },
+    )
 
 
 def read_predictions(path: str) -> list[dict]:
@@ -94,15 +105,61 @@ def seed_analysis(a_runs: np.ndarray, b_runs: np.ndarray, resamples: int, seed: 
     return result
 
 
+def image_class(image: str) -> str:
+    return scene_of(image.rsplit("/", 1)[-1]) or "(numbered, no class)"
+
+
 def per_class(images: list[str], a_runs: np.ndarray, b_runs: np.ndarray, resamples: int, seed: int) -> dict:
     """{scene class: images, each arm's CIDEr, the difference and its seed-aware interval}, classes by size."""
-    classes = [scene_of(image.rsplit("/", 1)[-1]) or "(numbered, no class)" for image in images]
+    classes = [image_class(image) for image in images]
     result = {}
     for name in sorted(set(classes), key=lambda name: (-classes.count(name), name)):
         columns = [index for index, value in enumerate(classes) if value == name]
         a, b = a_runs[:, columns], b_runs[:, columns]
         comparison = seed_bootstrap(a, b, resamples, seed)
         result[name] = {"images": len(columns), "cider_a": float(a.mean()), "cider_b": float(b.mean()), **comparison}
+    return result
+
+
+def parse_class_groups(text: str, classes: list[str]) -> dict[str, list[int]]:
+    """{group: the columns of its images} from `--class_groups` JSON, every class checked against the file names."""
+    try:
+        groups = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SystemExit(
+            f"compare_predictions: --class_groups is not JSON ({error}); give {{group: [class, ...]}}."
+        ) from None
+    if not isinstance(groups, dict) or not all(isinstance(names, list) and names for names in groups.values()):
+        raise SystemExit("compare_predictions: --class_groups must map each group to a non-empty list of classes.")
+    columns = {}
+    for group, names in groups.items():
+        unknown = sorted(set(names) - set(classes))
+        if unknown:
+            raise SystemExit(
+                f"compare_predictions: --class_groups group {group!r} names {unknown}, which no image's file name "
+                f"gives; the classes are {sorted(set(classes))}."
+            )
+        columns[group] = [index for index, value in enumerate(classes) if value in names]
+    return columns
+
+
+def class_group_analysis(columns: dict[str, list[int]], a_runs: np.ndarray, b_runs: np.ndarray, args) -> dict:
+    """Each group's seed-aware difference and, with two groups, their contrast (bootstrap and Welch over runs)."""
+    result = {"groups": {}}
+    for group, indices in columns.items():
+        a, b = a_runs[:, indices], b_runs[:, indices]
+        comparison = seed_bootstrap(a, b, args.resamples, args.seed)
+        result["groups"][group] = {"images": len(indices), "cider_a": float(a.mean()), "cider_b": float(b.mean())}
+        result["groups"][group].update(comparison)
+    if len(columns) == 2:
+        first, second = columns.values()
+        contrast = seed_bootstrap(a_runs, b_runs, args.resamples, args.seed, contrast=(first, second))
+        result["contrast"] = {"of": list(columns), **contrast}
+        if len(a_runs) > 1 and len(b_runs) > 1:
+            # Each run's lead of the first group over the second, the runs as the unit.
+            a_leads = a_runs[:, first].mean(axis=1) - a_runs[:, second].mean(axis=1)
+            b_leads = b_runs[:, first].mean(axis=1) - b_runs[:, second].mean(axis=1)
+            result["contrast"]["welch"] = welch_interval(a_leads, b_leads)
     return result
 
 
@@ -130,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         result.update(seed_analysis(a_runs, b_runs, args.resamples, args.seed))
     if args.per_class:
         result["per_class"] = per_class(images, a_runs, b_runs, args.resamples, args.seed)
+    if args.class_groups:
+        columns = parse_class_groups(args.class_groups, [image_class(image) for image in images])
+        result["class_groups"] = class_group_analysis(columns, a_runs, b_runs, args)
     print(json.dumps(result))
     return 0
 

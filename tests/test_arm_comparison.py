@@ -66,6 +66,31 @@ def test_a_known_difference_is_found_and_covered():
     assert boot["difference"] == pytest.approx(welch["difference"])
 
 
+def test_a_group_contrast_is_the_difference_of_the_arms_differences():
+    """Hand-made: A leads by 0.3 on images 0-1 and by 0.1 on images 2-3, and the runs differ by an offset (the
+    seed), which a run's lead of one group over the other cancels: the contrast is 0.2 exactly, and every resample
+    (each group's images, each arm's runs) gives 0.2 too."""
+    b = np.array([[1.0, 2.0, 3.0, 4.0], [1.5, 2.5, 3.5, 4.5]])
+    a = b + np.array([0.3, 0.3, 0.1, 0.1])
+    result = seed_bootstrap(a, b, 500, 0, contrast=([0, 1], [2, 3]))
+    assert result["difference"] == pytest.approx(0.2)
+    assert result["interval_95"] == pytest.approx([0.2, 0.2])
+
+
+def test_a_group_contrast_finds_a_lead_on_one_group_only_and_not_an_even_lead():
+    """Simulated arms: A leads by 0.4 on the first half of the images and not on the second; an even lead of 0.4
+    on both halves gives a contrast whose interval covers 0."""
+    rng = np.random.default_rng(4)
+    first, second = np.arange(IMAGES // 2), np.arange(IMAGES // 2, IMAGES)
+    a, b = _experiment(rng)
+    a[:, first] += 0.4
+    uneven = seed_bootstrap(a, b, 2000, 0, contrast=(first, second))
+    assert uneven["interval_95"][0] > 0 and _covers(uneven["interval_95"], 0.4)
+    a[:, second] += 0.4
+    even = seed_bootstrap(a, b, 2000, 0, contrast=(first, second))
+    assert _covers(even["interval_95"], 0.0) and abs(even["difference"]) < 0.15
+
+
 def test_welch_equals_scipys_unequal_variance_t_test():
     a, b = [0.968, 1.155, 1.02, 1.08, 0.99], [0.950, 0.979, 0.93, 1.01]
     welch = welch_interval(a, b)
@@ -98,7 +123,9 @@ def test_compare_predictions_over_seeds_on_the_published_ablation_runs(capsys):
     root = Path("docs/results/rsicd-mini-ablation")
     runs = {arm: [root / f"{arm}-seed{seed}" for seed in (42, 43)] for arm in ("enhanced", "direct-wide")}
     arms = [",".join(str(run / "predictions.jsonl") for run in runs[arm]) for arm in runs]
-    assert compare_predictions.main([*arms, "--resamples", "200", "--per_class"]) == 0
+    groups = {"small objects": ["storage tanks", "parking"], "plain": ["desert", "beach", "meadow"]}
+    options = ["--resamples", "200", "--per_class", "--class_groups", json.dumps(groups)]
+    assert compare_predictions.main([*arms, *options]) == 0
     result = json.loads(capsys.readouterr().out)
     for key, arm in (("runs_a", "enhanced"), ("runs_b", "direct-wide")):
         reported = [
@@ -111,6 +138,18 @@ def test_compare_predictions_over_seeds_on_the_published_ablation_runs(capsys):
     classes = result["per_class"]
     assert sum(entry["images"] for entry in classes.values()) == result["images"] == 547
     assert "storage tanks" in classes and "desert" in classes and classes["(numbered, no class)"]["images"] == 37
+    # A group is its classes' images together; the contrast is the first group's difference minus the second's.
+    summary = result["class_groups"]
+    for group, names in groups.items():
+        images = sum(classes[name]["images"] for name in names)
+        lead = sum(classes[name]["difference"] * classes[name]["images"] for name in names) / images
+        assert summary["groups"][group]["images"] == images
+        assert summary["groups"][group]["difference"] == pytest.approx(lead)
+    expected = summary["groups"]["small objects"]["difference"] - summary["groups"]["plain"]["difference"]
+    assert summary["contrast"]["difference"] == pytest.approx(expected)
+    assert summary["contrast"]["welch"]["difference"] == pytest.approx(expected)
+    with pytest.raises(SystemExit, match="'plain' names \\['deserts'\\]"):
+        compare_predictions.main([*arms, "--class_groups", json.dumps({"plain": ["deserts"]})])
 
 
 def test_scene_answers_are_compared_by_accuracy(tmp_path, capsys):
