@@ -109,9 +109,8 @@ def image_class(image: str) -> str:
     return scene_of(image.rsplit("/", 1)[-1]) or "(numbered, no class)"
 
 
-def per_class(images: list[str], a_runs: np.ndarray, b_runs: np.ndarray, resamples: int, seed: int) -> dict:
+def per_class(classes: list[str], a_runs: np.ndarray, b_runs: np.ndarray, resamples: int, seed: int) -> dict:
     """{scene class: images, each arm's CIDEr, the difference and its seed-aware interval}, classes by size."""
-    classes = [image_class(image) for image in images]
     result = {}
     for name in sorted(set(classes), key=lambda name: (-classes.count(name), name)):
         columns = [index for index, value in enumerate(classes) if value == name]
@@ -185,10 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     result.update({f"{metric}_difference": pooled.pop("difference"), **pooled})
     if len(paths_a) > 1 and len(paths_b) > 1:
         result.update(seed_analysis(a_runs, b_runs, args.resamples, args.seed))
+    classes = [image_class(image) for image in images]
     if args.per_class:
-        result["per_class"] = per_class(images, a_runs, b_runs, args.resamples, args.seed)
+        result["per_class"] = per_class(classes, a_runs, b_runs, args.resamples, args.seed)
     if args.class_groups:
-        columns = parse_class_groups(args.class_groups, [image_class(image) for image in images])
+        columns = parse_class_groups(args.class_groups, classes)
         result["class_groups"] = class_group_analysis(columns, a_runs, b_runs, args)
     print(json.dumps(result))
     return 0

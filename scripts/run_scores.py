@@ -63,11 +63,16 @@ def run_scores(folder: Path, sbert_model: str) -> dict:
     }
 
 
-def arm_statistics(runs: list[dict]) -> dict:
-    """Per arm: its runs, and each metric's mean and standard deviation over them (n - 1; 0 for one run)."""
+def runs_by_arm(runs: list[dict]) -> dict[str, list[dict]]:
     arms: dict[str, list[dict]] = {}
     for run in runs:
         arms.setdefault(run["arm"], []).append(run)
+    return arms
+
+
+def arm_statistics(runs: list[dict]) -> dict:
+    """Per arm: its runs, and each metric's mean and standard deviation over them (n - 1; 0 for one run)."""
+    arms = runs_by_arm(runs)
     statistics = {}
     for arm, members in arms.items():
         summaries = {name: arm_summary(np.array([[run[name]] for run in members], dtype=float)) for name in METRICS}
@@ -82,9 +87,7 @@ def arm_statistics(runs: list[dict]) -> dict:
 def arm_differences(runs: list[dict]) -> dict | None:
     """With exactly two arms of two or more runs each: per metric, the first arm's mean minus the second's, with
     Welch's 95% interval and p over the runs (the runs as the unit, as for CIDEr in compare_predictions)."""
-    arms: dict[str, list[dict]] = {}
-    for run in runs:
-        arms.setdefault(run["arm"], []).append(run)
+    arms = runs_by_arm(runs)
     if len(arms) != 2 or min(len(members) for members in arms.values()) < 2:
         return None
     (first, a), (second, b) = arms.items()
