@@ -66,17 +66,19 @@ def draw_rectangles(image: Image.Image, rectangles) -> Image.Image:
     return image
 
 
-def write_split(output_dir: Path, split: str, images: int, args, rng: random.Random, noise) -> int:
+def write_split(
+    output_dir: Path, split: str, images: int, args: SyntheticBoxesArguments, rng: random.Random, noise
+) -> int:
     """Write one split's images and COCO annotations; returns the number of boxes."""
+    size = args.image_size
     image_dir = output_dir / "images" / split
     image_dir.mkdir(parents=True, exist_ok=True)
     image_records, annotations = [], []
     for index in range(images):
-        background = draw_background(args.image_size, noise)
-        rectangles = place_rectangles(args.image_size, rng.randint(1, args.max_objects), rng)
+        background = draw_background(size, noise)
+        rectangles = place_rectangles(size, rng.randint(1, args.max_objects), rng)
         file_name = f"{split}_{index:04d}.png"
         draw_rectangles(background, rectangles).save(image_dir / file_name)
-        size = args.image_size
         image_records.append({"id": index + 1, "file_name": file_name, "width": size, "height": size})
         for x, y, width, height, colour in rectangles:
             annotations.append(
