@@ -71,6 +71,7 @@ class TSNPaliGemmaTrainCollator:
     max_length: int | None = None
     augment: bool = False
     tasks: dict | None = None  # dataset name -> task object of task-tagged rows
+    cell_grid: int = 0  # > 0: add `cell_targets` (B, cell_grid ** 2) for the auxiliary image-token loss
 
     def __post_init__(self):
         self.task = self.task or get_task(DEFAULT_TASK)()
@@ -114,7 +115,19 @@ class TSNPaliGemmaTrainCollator:
         )
         # The processor masks the prefix (token_type_ids == 0); padding is masked here explicitly.
         batch["labels"] = batch["labels"].masked_fill(batch["attention_mask"] == 0, -100)
+        if self.cell_grid:
+            batch["cell_targets"] = self._cell_targets(tasks, rows, moves)
         return dict(batch)
+
+    def _cell_targets(self, tasks: list[Task], rows: list[dict], moves: list) -> torch.Tensor:
+        """(B, cell_grid ** 2): each row's task's `cell_targets` of the moved image; -1 (ignored) for a row whose
+        task has none (e.g. a caption in a mixture)."""
+        targets = torch.full((len(rows), self.cell_grid**2), -1.0)
+        for index, (task, row, move) in enumerate(zip(tasks, rows, moves)):
+            cells = task.cell_targets(row, move, self.cell_grid)
+            if cells is not None:
+                targets[index] = torch.tensor(cells)
+        return targets
 
 
 @dataclass

@@ -250,6 +250,14 @@ class ObjectiveArguments:
             "one-hot), so a box coordinate one bin off costs less than one across the image (finetuning/loc_loss.py)."
         },
     )
+    cell_loss_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "xent: add this weight times an auxiliary loss on the image tokens: a linear head on each token "
+            "predicts how much of its cell the row's boxes cover (detection rows; finetuning/cell_loss.py), so the "
+            "image path learns to see objects from a target per token. 0 = off; full or freeze strategies only."
+        },
+    )
     scst_samples: int = field(default=5, metadata={"help": "scst: captions sampled per image and step (k >= 2)."})
     scst_temperature: float = field(default=1.0, metadata={"help": "scst: sampling temperature."})
     scst_top_k: int = field(default=0, metadata={"help": "scst: sample from the k most likely tokens (0 = all)."})

@@ -217,6 +217,26 @@ def on_cuda(training) -> bool:
     return torch.cuda.is_available() and not training.use_cpu
 
 
+def check_cell_loss(args) -> None:
+    """The auxiliary image-token loss needs cross-entropy training and a head that checkpoints keep (the model's
+    own weights: full or freeze, not a LoRA adapter)."""
+    weight = args.objective.cell_loss_weight
+    if weight == 0:
+        return
+    if not 0 < weight <= 100:
+        raise ConfigError(f"cell_loss_weight={weight} is out of range. Fix: 0 (off) or a weight such as 1.")
+    if args.objective.train_objective != "xent":
+        raise ConfigError("cell_loss_weight is a cross-entropy option. Fix: --train_objective xent, or 0.")
+    if args.run.hpo_trials:
+        raise ConfigError("cell_loss_weight is not searched: hpo_trials builds its own models. Fix: one of them 0.")
+    if args.model.train_strategy not in ("full", "freeze"):
+        raise ConfigError(
+            f"cell_loss_weight needs --train_strategy full or freeze (got {args.model.train_strategy!r}): its head "
+            "trains beside the model's own weights, which a LoRA checkpoint does not keep. Fix: --train_strategy "
+            "full, or --cell_loss_weight 0."
+        )
+
+
 def check_objective(args) -> None:
     """The objective's settings (SCST's among them): each error names the argument and the fix."""
     objective = args.objective
@@ -229,6 +249,7 @@ def check_objective(args) -> None:
             f"loc_sigma={objective.loc_sigma} is out of range: it is a width in <loc> bins (1024 per side). "
             "Fix: 0 (one-hot targets) or a width of a few percent of the side, e.g. --loc_sigma 16."
         )
+    check_cell_loss(args)
     if objective.train_objective != "scst":
         return
     if objective.scst_baseline not in SCST_BASELINES:

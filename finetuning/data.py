@@ -237,11 +237,11 @@ def images_per_source(split: datasets.Dataset) -> dict[str, int]:
     return dict(sorted(Counter(source_of.values()).items()))
 
 
-def build_collators(processor, data_args, train_objective: str, tasks: dict) -> tuple:
+def build_collators(processor, data_args, train_objective: str, tasks: dict, cell_grid: int = 0) -> tuple:
     """(training collator, evaluation collator) of a run: each row's task writes its prefix and suffix (a caption
     task: one caption per image by `caption_choice`, and the augmentation) for cross-entropy training, the prompt
     alone and every reference for SCST; a fixed suffix for the loss plus the prompt alone for generation for
-    evaluation."""
+    evaluation. `cell_grid` > 0: training batches carry the image-token targets of `finetuning.cell_loss`."""
     from collators import TSNPaliGemmaEvalCollator, TSNPaliGemmaSCSTCollator, TSNPaliGemmaTrainCollator
 
     first = next(iter(tasks.values()))  # the task of rows without a `task` column (a run of one dataset)
@@ -249,6 +249,11 @@ def build_collators(processor, data_args, train_objective: str, tasks: dict) -> 
     if train_objective == "scst":
         return TSNPaliGemmaSCSTCollator(processor, task=first, augment=data_args.augment), evaluation
     train = TSNPaliGemmaTrainCollator(
-        processor, task=first, max_length=data_args.max_length, augment=data_args.augment, tasks=tasks
+        processor,
+        task=first,
+        max_length=data_args.max_length,
+        augment=data_args.augment,
+        tasks=tasks,
+        cell_grid=cell_grid,
     )
     return train, evaluation

@@ -17,6 +17,7 @@ from qlora import apply_lora, quantization_config
 from tasks import TASKS_CONFIG_KEY, recorded_tasks, run_records
 from tasks.registry import LEGACY_CONFIG_KEYS
 
+from .cell_loss import detach_cell_head
 from .checks import on_cuda, resolve_quantization, resolve_strategy
 
 logger = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ def save_trained_model(args, trainer, processor, plan: TrainingPlan, output_dir:
             tsn_options = tsn_settings(trained.get_base_model().config)
             model = merge_adapter(args.model, tsn_options, output_dir / "adapter", dtype)
         else:
+            detach_cell_head(trained)  # training-only (`finetuning.cell_loss`)
             model = trained.to(dtype)
         model.generation_config = trainer.caption_generation_config
         # What inference.py --task reads back: each task's prompt, classes and decoding; the base's tasks that this

@@ -98,6 +98,8 @@ def objective_settings(objective) -> dict:
         values["loss_weighting"] = objective.loss_weighting
     if objective.loc_sigma:
         values["loc_sigma"] = objective.loc_sigma
+    if objective.cell_loss_weight:
+        values["cell_loss_weight"] = objective.cell_loss_weight
     if objective.train_objective == "scst":
         values.update({name: getattr(objective, name) for name in vars(objective) if name.startswith("scst_")})
     return values

@@ -16,6 +16,7 @@ from transformers.trainer_utils import EvalLoopOutput
 from metrics import flatten_metrics
 from tasks.likelihood import answer_tokens, likeliest_answers, scored_pieces
 
+from .cell_loss import CELL_HEAD, attach_cell_head, cell_grid, cell_loss
 from .loc_loss import loc_aware_token_losses, loc_token_range
 from .model_setup import unwrapped_model
 from .scst import SCSTStats, scst_loss
@@ -185,6 +186,7 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         self.scst = scst  # (SCSTSettings, reward) when train_objective is scst
         self.scst_stats = SCSTStats()
         self.objective = objective
+        self.cell_losses: list[torch.Tensor] = []  # the auxiliary image-token loss of each batch since the last log
 
     def get_eval_dataloader(self, eval_dataset=None):
         return self._with_eval_collator(super().get_eval_dataloader, eval_dataset)
@@ -210,12 +212,27 @@ class TSNPaliGemmaTrainer(Seq2SeqTrainer):
         inputs = {key: value for key, value in inputs.items() if key not in (*GENERATION_KEYS, "row_index")}
         if "labels" in inputs:  # the LM head runs only where the loss reads
             inputs["logits_to_keep"] = caption_positions(inputs["labels"])
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        cell_targets = inputs.pop("cell_targets", None)
+        if cell_targets is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        head = getattr(self.accelerator.unwrap_model(model), CELL_HEAD)
+        auxiliary = cell_loss(head, outputs.image_outputs.pooler_output, cell_targets)
+        self.cell_losses.append(auxiliary.detach())
+        # The cross entropy is already a share of the accumulated step (`num_items_in_batch`); this mean per batch
+        # is made one too (the Trainer sets the step's batch count while training).
+        batches = getattr(self, "current_gradient_accumulation_steps", 1) if model.training else 1
+        loss = loss + self.objective["cell_loss_weight"] * auxiliary / batches
+        return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict, *args, **kwargs) -> None:
-        """The training log gains SCST's mean reward and mean sampled length since the last log."""
+        """The training log gains SCST's mean reward and mean sampled length, and the auxiliary image-token loss
+        (`cell_loss`), since the last log."""
         if "loss" in logs:
             logs.update(self.scst_stats.pop())
+            if self.cell_losses:
+                logs["cell_loss"] = round(float(torch.stack(self.cell_losses).mean()), 4)
+                self.cell_losses = []
         super().log(logs, *args, **kwargs)
 
     def generation_config_for(self, gen_kwargs: dict) -> GenerationConfig:
@@ -343,7 +360,14 @@ def build_trainer(args, model, processor, splits, callbacks=None, model_init=Non
     from .outputs import objective_settings
 
     tasks = build_tasks(args.data, splits, processor, sbert_model=args.run.sbert_model)
-    train_collator, eval_collator = build_collators(processor, args.data, args.objective.train_objective, tasks)
+    grid = 0
+    if args.objective.cell_loss_weight and args.training.do_train:
+        config = unwrapped_model(model).config
+        grid = cell_grid(config)
+        attach_cell_head(unwrapped_model(model), config.text_config.hidden_size)  # before the optimizer is built
+    train_collator, eval_collator = build_collators(
+        processor, args.data, args.objective.train_objective, tasks, cell_grid=grid
+    )
     scst = None
     if args.objective.train_objective == "scst":
         from metrics import CiderDReward

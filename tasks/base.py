@@ -84,6 +84,11 @@ class Task:
     def suffix(self, row, move=None) -> str:
         raise NotImplementedError
 
+    def cell_targets(self, row, move, grid: int) -> list[float] | None:
+        """What each of the `grid` x `grid` image tokens should see of the row's image after `move`, for the
+        auxiliary loss of `--cell_loss_weight` (row-major shares in [0, 1]); None: the task has no such target."""
+        return None
+
     # --- reading and scoring -----------------------------------------------------------------------------------
     @property
     def answers(self) -> list[str]:

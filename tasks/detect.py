@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 from .base import BOXES_FORMAT, Task
 from .box_merging import merge_boxes
 from .card_text import cell, label_counts, number
+from .cell_coverage import cell_coverage
 from .loc_codec import detect_prompt, encode_objects, parse_objects, prompt_classes
 from .registry import register_task
 from .rows import split_classes, warn_untrained
@@ -161,6 +162,13 @@ class DetectTask(Task):
         return encode_objects(
             [boxes[i] for i in order], [labels[i] for i in order], *transformed_size(width, height, move)
         )
+
+    def cell_targets(self, row, move, grid: int) -> list[float]:
+        """The share of each token's cell that the row's boxes cover after `move` (`cell_coverage`); a tile
+        without objects is all 0."""
+        width, height = row["width"], row["height"]
+        boxes = [transform_box(box, width, height, move) for box in corner_boxes(row)]
+        return cell_coverage(boxes, *transformed_size(width, height, move), grid)
 
     token_scores = True  # its boxes are scored from the generated tokens' probabilities (`scored_objects`)
 

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 from PIL import Image
+from safetensors import safe_open
 from transformers import AutoProcessor
 
 import finetune
 from collators import TSNPaliGemmaEvalCollator, TSNPaliGemmaTrainCollator
 from finetuning.arguments import parse_finetune_args
+from finetuning.cell_loss import CELL_HEAD
 from finetuning.data import build_tasks, load_splits, split_by_task
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -99,6 +101,28 @@ def test_mixture_samples_by_weight_and_evaluates_each_dataset_alone(tmp_path, ti
     evaluation = TSNPaliGemmaEvalCollator(processor, tasks=built)(rows)
     prompt = processor.tokenizer.decode(evaluation["gen_input_ids"][0], skip_special_tokens=True)
     assert prompt.strip() == "detect ship ; car"
+
+
+def test_a_run_with_the_cell_loss_logs_it_keeps_the_head_in_checkpoints_and_never_ships_it(tmp_path, tiny_checkpoint):
+    data = _coco_folder(tmp_path / "coco", 8)
+    argv = ["--model_name_or_path", str(tiny_checkpoint("direct")), "--task", "detect", "--dataset_dir", str(data)]
+    argv += ["--output_dir", str(tmp_path / "run"), "--use_cpu", "true", "--train_strategy", "full"]
+    argv += ["--quantization", "none", "--max_steps", "2", "--per_device_train_batch_size", "4", "--do_eval", "false"]
+    argv += ["--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "2", "--logging_steps", "1"]
+    argv += ["--load_best_model_at_end", "false", "--report_to", "none", "--cell_loss_weight", "1"]
+    assert finetune.main(argv) == 0
+    run = tmp_path / "run"
+    state = json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())
+    logged = [entry["cell_loss"] for entry in state["log_history"] if "cell_loss" in entry]
+    assert len(logged) == 2 and all(0 < value < 2 for value in logged)
+    with safe_open(run / "checkpoint-2" / "model.safetensors", "pt") as weights:
+        assert {key for key in weights.keys() if key.startswith(CELL_HEAD)} == {
+            "cell_head.1.weight",
+            "cell_head.1.bias",
+        }
+    with safe_open(run / "merged" / "model.safetensors", "pt") as weights:
+        assert not [key for key in weights.keys() if CELL_HEAD in key]
+    assert json.loads((run / "eval_results.json").read_text())["objective"]["cell_loss_weight"] == 1.0
 
 
 def test_mixture_errors_name_the_entry(tmp_path, tiny_checkpoint):

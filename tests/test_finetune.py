@@ -13,6 +13,7 @@ import finetune
 from collators import TSNPaliGemmaTrainCollator
 from dataset_builder import load_risc
 from finetuning.arguments import ConfigError, parse_finetune_args, resolved_config, write_config
+from finetuning.cell_loss import CELL_HEAD, cell_loss
 from finetuning.outputs import last_complete_checkpoint
 from finetuning.trainer import build_trainer, caption_positions, causal_lm_loss, row_balanced_weights, score_generated
 from metrics import caption_metrics, flatten_metrics
@@ -293,6 +294,37 @@ def test_loc_sigma_reaches_the_trainers_loss_on_loc_targets_only_and_a_bad_value
     spread = causal_lm_loss(outputs, labels, label_smoothing=smoothing, loc_sigma=4.0, first_loc=first_loc)
     assert trainer.compute_loss_func(outputs, labels).item() == spread.item()
     assert abs(spread.item() - causal_lm_loss(outputs, labels, label_smoothing=smoothing).item()) > 1e-3
+
+
+def test_cell_loss_weight_adds_the_weighted_loss_and_bad_settings_name_the_fix(
+    tiny_model_and_processor, eval_rows, tmp_path
+):
+    model, processor = tiny_model_and_processor
+    argv = [DEMO, "--model_name_or_path", str(model.name_or_path), "--output_dir", str(tmp_path), "--use_cpu", "true"]
+    with pytest.raises(ConfigError, match=r"^cell_loss_weight needs --train_strategy full or freeze .* Fix: "):
+        parse_finetune_args([*argv, "--cell_loss_weight", "1"])  # the demo trains QLoRA
+    full = [*argv, "--train_strategy", "full", "--quantization", "none"]
+    with pytest.raises(ConfigError, match=r"^cell_loss_weight=-1.0 is out of range. Fix: 0 \(off\)"):
+        parse_finetune_args([*full, "--cell_loss_weight", "-1"])
+    trainer = build_trainer(
+        parse_finetune_args([*full, "--cell_loss_weight", "2"]), model, processor, {"train": None, "val": eval_rows}
+    )
+    try:
+        head = getattr(model, CELL_HEAD)
+        assert trainer.objective["cell_loss_weight"] == 2.0 and trainer.data_collator.cell_grid == 4
+        optimizer = trainer.create_optimizer()
+        optimised = {id(parameter) for group in optimizer.param_groups for parameter in group["params"]}
+        assert all(id(parameter) in optimised for parameter in head.parameters())
+        batch = trainer.data_collator(eval_rows)  # captions: no cell targets of their own
+        targets = torch.rand(len(eval_rows), 16)
+        with torch.no_grad():
+            plain = trainer.compute_loss(model, dict(batch))
+            with_cells = trainer.compute_loss(model, {**batch, "cell_targets": targets})
+            tokens = model(**batch).image_outputs.pooler_output
+        assert with_cells.item() == pytest.approx(plain.item() + 2 * cell_loss(head, tokens, targets).item(), rel=1e-6)
+        assert torch.equal(batch["cell_targets"], torch.full((len(eval_rows), 16), -1.0))
+    finally:
+        delattr(model, CELL_HEAD)  # the module-scoped model is shared with other tests
 
 
 def test_evaluation_generates_from_the_prompt_only(tiny_model_and_processor, eval_rows, tmp_path):
