@@ -32,7 +32,7 @@ def evaluate_published(args, merged_dir: Path, processor, splits, summary: dict)
     dtype = merged_dtype(args.model, args.training) if cuda else torch.float32  # CPU: fp32 kernels, exact
     model = TSNPaliGemmaForConditionalGeneration.from_pretrained(merged_dir, dtype=dtype)
     model = model.to("cuda" if cuda else "cpu").eval()
-    trainer = build_trainer(args, model, processor, splits)
+    trainer = build_trainer(args, model, processor, splits, trains=False)
     if args.training.do_eval:
         trainer.evaluate(split_by_task(splits["val"]))
     if args.training.do_predict:

@@ -354,14 +354,17 @@ def caption_generation_config(model, generation_args) -> GenerationConfig:
     return config
 
 
-def build_trainer(args, model, processor, splits, callbacks=None, model_init=None) -> TSNPaliGemmaTrainer:
-    """The trainer of a run: collators from the data arguments, evaluation decoding from the generation ones."""
+def build_trainer(
+    args, model, processor, splits, callbacks=None, model_init=None, trains: bool = True
+) -> TSNPaliGemmaTrainer:
+    """The trainer of a run: collators from the data arguments, evaluation decoding from the generation ones.
+    `trains`: False for a trainer that only evaluates (the published model's scores): no training-only head."""
     from .data import build_collators, build_tasks, split_by_task
     from .outputs import objective_settings
 
     tasks = build_tasks(args.data, splits, processor, sbert_model=args.run.sbert_model)
     grid = 0
-    if args.objective.cell_loss_weight and args.training.do_train:
+    if args.objective.cell_loss_weight and args.training.do_train and trains:
         config = unwrapped_model(model).config
         grid = cell_grid(config)
         attach_cell_head(unwrapped_model(model), config.text_config.hidden_size)  # before the optimizer is built

@@ -123,6 +123,9 @@ def test_a_run_with_the_cell_loss_logs_it_keeps_the_head_in_checkpoints_and_neve
     with safe_open(run / "merged" / "model.safetensors", "pt") as weights:
         assert not [key for key in weights.keys() if CELL_HEAD in key]
     assert json.loads((run / "eval_results.json").read_text())["objective"]["cell_loss_weight"] == 1.0
+    # The published model's cost is measured without the head: the parameters the run started from.
+    started = json.loads((run / "training_summary.json").read_text())["total_parameters"]
+    assert json.loads((run / "characteristics.json").read_text())["total_parameters"] == started
 
 
 def test_mixture_errors_name_the_entry(tmp_path, tiny_checkpoint):
