@@ -17,22 +17,18 @@ CELL_HEAD = "cell_head"
 
 
 def cell_grid(config) -> int:
-    """The side of the SigLIP token grid of a TSN-PaliGemma or PaliGemma config."""
+    """The side of the SigLIP token grid of a TSN-PaliGemma config (what finetune.py trains, plain bases too)."""
     if getattr(config, "tsn_integration", None) == "replace":
         raise ValueError(
             "cell_loss_weight needs the SigLIP token grid, which tsn_integration='replace' does not have (its tokens "
             "come from the segment crops). Fix: --cell_loss_weight 0, or another integration."
         )
-    tokens = getattr(config, "num_siglip_tokens", None)
-    if tokens is None:
-        vision = config.vision_config
-        tokens = (vision.image_size // vision.patch_size) ** 2
-    return round(tokens**0.5)
+    return round(config.num_siglip_tokens**0.5)
 
 
 def attach_cell_head(model: nn.Module, hidden_size: int) -> nn.Module:
-    """A linear head (on layer-normalised tokens: PaliGemma scales its image tokens down) on `model`, in the dtype
-    and on the device of its parameters."""
+    """A linear head (on layer-normalised tokens: PaliGemma scales its image tokens down) on `model`, on the device
+    of its parameters and in float32 (`cell_loss` feeds it float32 tokens)."""
     reference = next(model.parameters())
     head = nn.Sequential(nn.LayerNorm(hidden_size, elementwise_affine=False), nn.Linear(hidden_size, 1))
     model.add_module(CELL_HEAD, head.to(device=reference.device, dtype=torch.float32))
