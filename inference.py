@@ -104,7 +104,10 @@ class InferenceArguments:
             "input; an input of more than 4 times 1024x1024 pixels is tiled at 1024. 0: every chip whole."
         },
     )
-    overlap: int | None = field(default=None, metadata={"help": "Tile overlap in source pixels (default: 1/8 tile)."})
+    overlap: int | None = field(
+        default=None,
+        metadata={"help": "Tile overlap in source pixels (default: the one the model recorded, else 1/8 tile)."},
+    )
     bands: str | None = field(
         default=None, metadata={"help": "Scenes: the 1-based bands shown as R,G,B ('4,3,2'; default: 1,2,3)."}
     )

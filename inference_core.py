@@ -22,7 +22,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from collators import IMAGE_TOKEN
 from tasks import DEFAULT_PROMPT, Task, task_for_prompt, task_from_model
 from tasks.likelihood import answer_probabilities, answer_tokens, scored_pieces
-from tasks.tiling import default_overlap, tile_boxes
+from tasks.tiling import chosen_overlap, tile_boxes
 
 # Used only where neither the user, the task nor the model's generation_config names a value.
 FALLBACK_DECODING = {"num_beams": 1, "max_new_tokens": 30}
@@ -163,9 +163,9 @@ def run_task(model, processor, images: Sequence[Image.Image], task: Task, batch_
 
 def run_tiled(model, processor, images, task: Task, tile_size: int, overlap=None, batch_size: int = 8, **decoding):
     """Each RGB PIL image's result answered in tiles of `tile_size` pixels (`tasks.tiling.tile_boxes`, overlap
-    default 1/8 tile) and merged by the task (`Task.merge_tiles`, `Task.merged_result`); an image no larger than
-    a tile is one input."""
-    overlap = default_overlap(tile_size) if overlap is None else overlap
+    default `chosen_overlap`: the task's recorded one, else 1/8 tile) and merged by the task (`Task.merge_tiles`,
+    `Task.merged_result`); an image no larger than a tile is one input."""
+    overlap = chosen_overlap(task, tile_size, overlap)
     results = []
     for image in images:
         tiles = tile_boxes(*image.size, tile_size, overlap)

@@ -20,7 +20,7 @@ from geo_outputs import output_paths, outputs_complete
 from inference_core import run_task
 from rasters import RasterError, RasterScene, parse_bands, tile_windows
 from tasks import recorded_tasks
-from tasks.tiling import default_overlap
+from tasks.tiling import chosen_overlap
 
 DEFAULT_TILE = 1024  # source pixels of a tile when neither the user nor the model's record gives one
 WHOLE_LIMIT = 4  # an input of more than this many tiles' pixels is tiled even when not asked to
@@ -103,7 +103,7 @@ def answer_scenes(model, processor, paths: list[Path], task, args, out, errors) 
     skips the inputs whose outputs are complete; a raster that cannot be read is named on `errors` and skipped."""
     answered = 0
     tile_size = args.tile_size or task.tile_size or DEFAULT_TILE  # the user's, else the one trained at
-    overlap = args.overlap if args.overlap is not None else default_overlap(tile_size)
+    overlap = chosen_overlap(task, tile_size, args.overlap)
     for path in paths:
         done = output_paths(Path(args.output_dir), path, args.vector_format, task.class_map) if args.output_dir else []
         if done and outputs_complete(done):

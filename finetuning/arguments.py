@@ -176,9 +176,24 @@ class DataArguments:
         default=None,
         metadata={
             "help": "Boxes datasets train on tiles of this many source pixels (a random tile of each image each "
-            "time it is seen; boxes clipped to it, those keeping under half their area dropped) and are scored on "
-            "each image's grid of tiles (overlap 1/8 tile), merged as inference merges them. The model records "
-            "it, so inference tiles the same way. Default: whole images."
+            "time it is seen; boxes clipped to it, those keeping under --tile_keep_area of their area dropped) and "
+            "are scored on each image's grid of tiles (overlap --tile_overlap), merged as inference merges them. The "
+            "model records it, so inference tiles the same way. Default: whole images."
+        },
+    )
+    tile_keep_area: float = field(
+        default=0.5,
+        metadata={
+            "help": "A box stays in a training tile when the tile holds at least this share of its area (in (0, 1]). "
+            "1.0: whole objects only, each random tile holding its chosen box whole, so no target starts at a cut "
+            "tile edge (use it with a --tile_overlap larger than most objects, so that each is whole in some tile)."
+        },
+    )
+    tile_overlap: int | None = field(
+        default=None,
+        metadata={
+            "help": "Overlap in source pixels of the val/test grid of tiles; the model records it, so inference "
+            "tiles the same way. Default: 1/8 tile."
         },
     )
     tile_positions: str = field(

@@ -150,6 +150,7 @@ def check_arguments(args) -> None:
         raise ConfigError(f"tile_positions={args.data.tile_positions!r} is invalid. Fix: use {TILE_POSITIONS}.")
     if args.data.tile_size is not None and args.data.tile_size < 8:
         raise ConfigError(f"tile_size={args.data.tile_size} is invalid. Fix: a tile side in source pixels, e.g. 256.")
+    check_tile_options(args.data)
     try:  # the config class validates every TSN field (names the field and the fix)
         TSNPaliGemmaConfig(**args.tsn.overrides())
     except ValueError as error:
@@ -290,3 +291,21 @@ def check_hub_token(training) -> None:
         preflight(training.hub_model_id, training.hub_token)
     except PublishError as error:
         raise ConfigError(f"push_to_hub is set, but: {error}") from error
+
+
+def check_tile_options(data) -> None:
+    """--tile_keep_area and --tile_overlap: a share of a box's area, and an overlap below the tile."""
+    if not 0 < data.tile_keep_area <= 1:
+        raise ConfigError(
+            f"tile_keep_area={data.tile_keep_area} is invalid. Fix: a share of a box's area in (0, 1], e.g. 0.5, "
+            "or 1.0 for whole objects only."
+        )
+    if data.tile_overlap is None:
+        return
+    if not data.tile_size:
+        raise ConfigError("tile_overlap is set without tile_size. Fix: add --tile_size (e.g. 256), or drop it.")
+    if not 0 <= data.tile_overlap < data.tile_size:
+        raise ConfigError(
+            f"tile_overlap={data.tile_overlap} is invalid for tile_size={data.tile_size}. Fix: an overlap in "
+            f"source pixels from 0 to {data.tile_size - 1}, e.g. {data.tile_size // 2}."
+        )

@@ -17,7 +17,7 @@ from dataset_builder.detection import detection_classes, load_detection
 from images import to_rgb
 from inference_core import choose_task, load_model, run_task, run_tiled
 from tasks import get_task
-from tasks.tiling import default_overlap
+from tasks.tiling import chosen_overlap
 
 
 @dataclass
@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     model, processor = load_model(args.model)
     recorded = choose_task(model.config, get_task("detect").name, classes=" ; ".join(classes))
     tile_size = recorded.tile_size if args.tile_size is None else (args.tile_size or None)
-    task = type(recorded)(classes, recorded.generation, tile_size)  # the folder's classes, in its order
+    # the folder's classes, in its order
+    task = type(recorded)(classes, recorded.generation, tile_size, recorded.tile_overlap)
     records, seconds = [], 0.0
     for row in rows:
         image = to_rgb(row["image"])
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "split": args.split,
         "images": len(records),
         "tile_size": tile_size,
-        "overlap": (default_overlap(tile_size) if args.overlap is None else args.overlap) if tile_size else None,
+        "overlap": chosen_overlap(task, tile_size, args.overlap) if tile_size else None,
         "seconds_per_image": round(seconds / max(len(records), 1), 3),
         **{key: scores["overall"][key] for key in ("ap", "ap50", "ap75", "count_mae", "boxes", "predicted_boxes")},
         "count_mae_of_present_classes": sum(errors) / len(errors) if errors else None,

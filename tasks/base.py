@@ -72,6 +72,7 @@ class Task:
 
     # --- a training example ------------------------------------------------------------------------------------
     tile_size: int | None = None  # source pixels of the tiles its rows are cut into (None: whole images)
+    tile_overlap: int | None = None  # of the grid it was evaluated on at `tile_size` (None: `default_overlap`)
 
     def tile_view(self, row: dict, image) -> tuple:
         """(image, row) as the model sees them: a tile of a row that names one, a random tile of a training row

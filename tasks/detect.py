@@ -20,7 +20,7 @@ from .cell_coverage import cell_coverage
 from .loc_codec import detect_prompt, encode_objects, parse_objects, prompt_classes
 from .registry import register_task
 from .rows import split_classes, warn_untrained
-from .tiling import clip_boxes, default_overlap, random_tile, tile_boxes, to_image_box
+from .tiling import KEEP_AREA, clip_boxes, default_overlap, random_tile, tile_boxes, to_image_box
 
 
 def transform_box(box, width: float, height: float, move) -> tuple[float, float, float, float]:
@@ -111,15 +111,32 @@ class DetectTask(Task):
     scoring_text = "detection boxes are read from the `<loc>` tokens and scored by COCOeval"
     text_header = ("label", "x1", "y1", "x2", "y2")
 
-    def __init__(self, classes, generation: dict | None = None, tile_size: int | None = None):
+    def __init__(
+        self,
+        classes,
+        generation: dict | None = None,
+        tile_size: int | None = None,
+        tile_overlap: int | None = None,
+        keep_area: float = KEEP_AREA,
+    ):
         self.classes = list(classes)
         super().__init__(detect_prompt(self.classes))
         self.generation = dict(generation or type(self).generation)
         self.tile_size = tile_size
+        self.tile_overlap = tile_overlap  # of the evaluation grid (None: `default_overlap`)
+        self.keep_area = keep_area  # of a box in a training tile (`clip_boxes`)
 
     @classmethod
     def for_run(cls, rows, run) -> "DetectTask":
-        task = cls(run.classes, tile_size=getattr(run.data_args, "tile_size", None))
+        data = run.data_args
+        tile_size = getattr(data, "tile_size", None)
+        overlap = getattr(data, "tile_overlap", None) if tile_size else None
+        task = cls(
+            run.classes,
+            tile_size=tile_size,
+            tile_overlap=overlap,
+            keep_area=getattr(data, "tile_keep_area", KEEP_AREA),
+        )
         longest = longest_suffix(task, rows, run.processor)
         task.generation = {"num_beams": 1, "max_new_tokens": longest + 8}  # greedy, room for the busiest image
         return task
@@ -133,19 +150,24 @@ class DetectTask(Task):
         if not tile_size:
             return splits
         random_train = getattr(data_args, "tile_positions", "random") == "random"
+        overlap = getattr(data_args, "tile_overlap", None)
         return {
-            split: rows if split == "train" and random_train else grid_rows(rows, tile_size)
+            split: rows if split == "train" and random_train else grid_rows(rows, tile_size, overlap)
             for split, rows in splits.items()
         }
 
     def tile_view(self, row: dict, image) -> tuple:
         """The row's tile (a random one for a training row, `tasks.tiling.random_tile`) and the row with its
-        boxes clipped into it (`clip_boxes`: a box keeping less than half its area is dropped)."""
+        boxes clipped into it (`clip_boxes`: a box keeping less than `keep_area` of its area is dropped; with 1.0
+        only whole boxes stay, and a random tile holds its chosen box whole when it fits)."""
         if not self.tile_size:
             return image, row
         boxes = corner_boxes(row)
-        tile = tuple(row.get("tile") or ()) or random_tile(row["width"], row["height"], self.tile_size, boxes, random)
-        clipped, kept = clip_boxes(boxes, tile)
+        whole = self.keep_area >= 1
+        tile = tuple(row.get("tile") or ()) or random_tile(
+            row["width"], row["height"], self.tile_size, boxes, random, whole=whole
+        )
+        clipped, kept = clip_boxes(boxes, tile, self.keep_area)
         x1, y1, x2, y2 = tile
         objects = {
             "bbox": [[a, b, c - a, d - b] for a, b, c, d in clipped],
@@ -260,7 +282,10 @@ class DetectTask(Task):
 
     def to_record(self) -> dict:
         record = {"prompt": self.prompt, "classes": list(self.classes), "generation": dict(self.generation)}
-        return {**record, "tile_size": self.tile_size} if self.tile_size else record
+        if not self.tile_size:
+            return record
+        overlap = {"tile_overlap": self.tile_overlap} if self.tile_overlap is not None else {}
+        return {**record, "tile_size": self.tile_size, **overlap}
 
     @classmethod
     def from_record(cls, record: dict, options: dict) -> "DetectTask":
@@ -270,7 +295,7 @@ class DetectTask(Task):
         warn_untrained(cls.name, wanted, known)
         if not wanted:
             raise ValueError("--task detect needs the classes to find: --classes 'airplane ; ship'.")
-        return cls(wanted, record.get("generation"), record.get("tile_size"))
+        return cls(wanted, record.get("generation"), record.get("tile_size"), record.get("tile_overlap"))
 
     @classmethod
     def for_prompt(cls, prompt: str) -> "DetectTask | None":
@@ -315,13 +340,14 @@ class DetectTask(Task):
         }
 
 
-def grid_rows(rows, tile_size: int):
-    """Each row repeated once per tile of its image's grid (`tile_boxes`, overlap `default_overlap`), with the
-    tile in a `tile` column; no image is decoded."""
+def grid_rows(rows, tile_size: int, overlap: int | None = None):
+    """Each row repeated once per tile of its image's grid (`tile_boxes`, overlap `overlap`, default
+    `default_overlap`), with the tile in a `tile` column; no image is decoded."""
+    overlap = default_overlap(tile_size) if overlap is None else overlap
     sizes = rows.select_columns(["width", "height"])
     indices, tiles = [], []
     for index, (width, height) in enumerate(zip(sizes["width"], sizes["height"])):
-        for tile in tile_boxes(width, height, tile_size, default_overlap(tile_size)):
+        for tile in tile_boxes(width, height, tile_size, overlap):
             indices.append(index)
             tiles.append([float(value) for value in tile])
     return rows.select(indices).add_column("tile", tiles)

@@ -8,11 +8,14 @@ cuts, and boxes clipped to a tile. Pure geometry (no image is read here), shared
 ([(10, 10, 50, 50)], [0])
 """
 
+import math
 import random
 
 # A box is kept in a tile when the tile holds at least this share of its area, and dropped otherwise: a box cut
 # to a sliver teaches nothing, and an object split by a tile edge is seen whole by a neighbouring tile whenever the
-# overlap is larger than the object.
+# overlap is larger than the object. Training may ask for whole objects only (1.0, `--tile_keep_area`): a cut box's
+# edge lies on the tile's edge, so a quarter of the tiles' targets start at `<loc0000>`, and a model that cannot yet
+# place objects learns to start every box at the tile's corner.
 KEEP_AREA = 0.5
 # A training tile is placed over a random object this often (else anywhere, so tiles without objects, which teach
 # the model to say nothing, keep a share of the rows near what a sliced image holds).
@@ -23,6 +26,15 @@ def default_overlap(tile_size: int) -> int:
     """The overlap of a tile grid when none is asked for: 1/8 of a tile (an object up to that size lies whole in
     some tile)."""
     return tile_size // 8
+
+
+def chosen_overlap(task, tile_size: int, asked: int | None = None) -> int:
+    """The overlap of a grid of `tile_size` tiles: the one asked for, else the one `task` was evaluated with when it
+    was trained at this tile size (`tile_overlap` in its record), else `default_overlap`."""
+    if asked is not None:
+        return asked
+    recorded = getattr(task, "tile_overlap", None)
+    return recorded if recorded is not None and tile_size == task.tile_size else default_overlap(tile_size)
 
 
 def tile_starts(side: int, tile_size: int, overlap: int) -> list[int]:
@@ -46,9 +58,11 @@ def tile_boxes(width: int, height: int, tile_size: int, overlap: int) -> list[tu
     ]
 
 
-def random_tile(width: int, height: int, tile_size: int, boxes, rng: random.Random) -> tuple[int, int, int, int]:
-    """A training tile: over a random box (its centre inside the tile) with probability OBJECT_TILE_SHARE, else
-    anywhere; whole along a side shorter than a tile."""
+def random_tile(
+    width: int, height: int, tile_size: int, boxes, rng: random.Random, whole: bool = False
+) -> tuple[int, int, int, int]:
+    """A training tile: over a random box (its centre inside the tile; with `whole`, the whole box when it fits)
+    with probability OBJECT_TILE_SHARE, else anywhere; whole along a side shorter than a tile."""
 
     def start(side: int, low: float, high: float) -> int:
         if side <= tile_size:
@@ -59,8 +73,11 @@ def random_tile(width: int, height: int, tile_size: int, boxes, rng: random.Rand
     if boxes and rng.random() < OBJECT_TILE_SHARE:
         x1, y1, x2, y2 = rng.choice(list(boxes))
         centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
-        x = start(width, centre_x - tile_size + 1, centre_x)
-        y = start(height, centre_y - tile_size + 1, centre_y)
+        if whole and x2 - x1 <= tile_size and y2 - y1 <= tile_size:
+            x, y = start(width, math.ceil(x2) - tile_size, x1), start(height, math.ceil(y2) - tile_size, y1)
+        else:
+            x = start(width, centre_x - tile_size + 1, centre_x)
+            y = start(height, centre_y - tile_size + 1, centre_y)
     else:
         x, y = start(width, 0, width), start(height, 0, height)
     return x, y, x + min(tile_size, width), y + min(tile_size, height)

@@ -221,11 +221,12 @@ def four_image_detector(tmp_path_factory, tiny_checkpoint, shared_data) -> Path:
 
 @pytest.fixture(scope="module")
 def four_image_tiled_detector(tmp_path_factory, tiny_checkpoint, shared_data) -> Path:
-    """The same four images trained and scored in 512-px tiles (2 x 2 per image, overlap 64): training on each
-    image's grid of tiles, evaluation on the same grid, merged per image."""
+    """The same four images trained and scored in 512-px tiles (2 x 2 per image: at 768 x 599-670 px any overlap
+    from 0 to 255 gives the same grid; 200 is asked for and recorded): training on each image's grid of tiles,
+    evaluation on the same grid, merged per image."""
     tmp_path = tmp_path_factory.mktemp("tiled-detector")
     data = _four_image_folder(shared_data / "nwpu-vhr10", tmp_path / "four")
-    extra = ("--tile_size", "512", "--tile_positions", "grid")
+    extra = ("--tile_size", "512", "--tile_positions", "grid", "--tile_overlap", "200")
     return _overfit(tmp_path, data, tiny_checkpoint("direct"), 400, *extra)
 
 
@@ -354,6 +355,7 @@ def test_a_tiny_model_learns_the_boxes_of_four_real_images_through_tiles(four_im
         assert all(0 < b["score"] <= 1 for b in record["boxes"])
     config = json.loads((run / "merged" / "config.json").read_text())
     assert config["trained_tasks"]["detect"]["tile_size"] == 512
+    assert config["trained_tasks"]["detect"]["tile_overlap"] == 200
 
 
 def test_detection_scores_through_inference_equal_the_runs_own_tiled_test_scores(four_image_tiled_detector, capsys):
@@ -367,7 +369,8 @@ def test_detection_scores_through_inference_equal_the_runs_own_tiled_test_scores
     assert detection_scores.main([str(run / "merged"), str(data), "--split", "test"]) == 0
     sliced = json.loads(capsys.readouterr().out)
     results = json.loads((run / "eval_results.json").read_text())["test"]["overall"]
-    assert sliced["tile_size"] == 512 and sliced["images"] == 4 and sliced["boxes"] == 7
+    assert sliced["tile_size"] == 512 and sliced["overlap"] == 200  # the recorded overlap
+    assert sliced["images"] == 4 and sliced["boxes"] == 7
     assert sliced["ap50"] == pytest.approx(results["ap50"]) and sliced["ap"] == pytest.approx(results["ap"])
     assert sliced["predicted_boxes"] == results["predicted_boxes"]
     # the count questions: each image's airplanes (its one class), merged boxes against references

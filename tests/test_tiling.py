@@ -8,7 +8,15 @@ import pytest
 from PIL import Image
 
 from tasks import get_task
-from tasks.tiling import OBJECT_TILE_SHARE, clip_boxes, random_tile, tile_boxes, to_image_box
+from tasks.tiling import (
+    OBJECT_TILE_SHARE,
+    chosen_overlap,
+    clip_boxes,
+    default_overlap,
+    random_tile,
+    tile_boxes,
+    to_image_box,
+)
 
 # NWPU VHR-10 test image 359.jpg (768 x 467): six basketball courts, COCO [x, y, w, h]
 COURTS = [
@@ -91,6 +99,61 @@ def test_random_training_tiles_lie_inside_the_image_and_cover_a_box_when_placed_
     assert over_a_box / 400 >= OBJECT_TILE_SHARE - 0.05  # at least the share placed over a box (and some others)
     assert random_tile(200, 100, 256, boxes, rng) == (0, 0, 200, 100)  # smaller than a tile: whole
     assert random_tile(768, 467, 256, [], rng)[2] <= 768  # no box: anywhere
+
+
+def test_whole_objects_only_keeps_no_cut_box_and_places_each_random_tile_over_a_whole_box():
+    """keep_area 1.0: of tile (224, 0, 480, 256) of 359.jpg no court is whole (courts 3 and 4, kept at 0.5, are
+    cut by the bottom edge); of tile (224, 211, 480, 467) courts 1, 2, 3 and 6 are (court 4 keeps 92%)."""
+    boxes = _corners(COURTS)
+    assert clip_boxes(boxes, (224, 0, 480, 256), keep_area=1.0) == ([], [])
+    assert clip_boxes(boxes, (224, 211, 480, 467), keep_area=1.0)[1] == [0, 1, 2, 5]
+    # one court (51.6 x 58.3 px) and tiles placed over it 3 times in 4: with `whole`, every such tile holds it
+    # whole (300 of 400, and a few random ones); with the court's centre inside a tile, only about 0.86 x 0.80 of
+    # them do (y from 14 to 211 of which 42 to 211 hold it, x from 23 to 278 of which 48 to 252), about 205
+    court = [boxes[0]]
+
+    def whole_in(whole: bool) -> int:
+        rng = random.Random(1)
+        tiles = [random_tile(768, 467, 256, court, rng, whole=whole) for _ in range(400)]
+        return sum(len(clip_boxes(court, tile, keep_area=1.0)[0]) for tile in tiles)
+
+    assert whole_in(True) >= 400 * OBJECT_TILE_SHARE - 20
+    assert whole_in(False) <= 400 * OBJECT_TILE_SHARE * 0.7 + 40
+
+
+def test_whole_object_targets_rarely_start_at_the_tile_corner():
+    """Why whole objects: cut boxes put a tile edge in the target (`<loc0000>`, the most frequent first loc by
+    far); with keep_area 1.0 hardly any training target of a crowded image starts there."""
+    classes = ["storage tank"]
+    # a 12 x 12 grid of 40-px tanks every 64 px, none at the image edge: most random tiles cut some of them
+    objects = {
+        "bbox": [[x, y, 40.0, 40.0] for x in range(12, 768, 64) for y in range(12, 768, 64)],
+        "category": [0] * 144,
+    }
+    row = {"filename": "tanks.jpg", "source": "synthetic", "width": 768, "height": 768, "objects": objects}
+    image = Image.new("RGB", (768, 768))
+    starts = {}
+    for keep_area in (0.5, 1.0):
+        task = get_task("detect")(classes, tile_size=256, keep_area=keep_area)
+        random.seed(0)
+        suffixes = [task.suffix(task.tile_view(row, image)[1]) for _ in range(200)]
+        assert all(suffix.count("storage tank") >= 9 for suffix in suffixes)  # 4 x 4 per tile, at least 3 x 3 whole
+        starts[keep_area] = sum(suffix.startswith("<loc0000>") for suffix in suffixes)
+    # whole boxes start at the corner only when a tile happens to start at a tank's top-left pixel row or column
+    assert starts[1.0] <= 5 and starts[0.5] > 40, starts
+
+
+def test_the_grid_overlap_the_model_was_evaluated_with_is_its_default_at_that_tile_size():
+    task = get_task("detect")(["ship"], tile_size=256, tile_overlap=128)
+    recorded = task.to_record()
+    assert recorded["tile_overlap"] == 128
+    again = type(task).from_record(recorded, {})
+    assert (again.tile_size, again.tile_overlap) == (256, 128)
+    assert chosen_overlap(again, 256) == 128  # trained at 256: its overlap
+    assert chosen_overlap(again, 256, asked=0) == 0  # the user's
+    assert chosen_overlap(again, 512) == default_overlap(512) == 64  # another tile size: 1/8 of it
+    assert chosen_overlap(get_task("detect")(["ship"], tile_size=256), 256) == 32
+    assert "tile_overlap" not in get_task("detect")(["ship"], tile_size=256).to_record()
 
 
 def test_two_overlapping_tiles_that_see_one_object_give_one_record_with_one_box():
