@@ -28,7 +28,9 @@ class DetectionScoresArguments:
     tile_size: int | None = field(
         default=None, metadata={"help": "Tiles of this many source pixels; default: the model's; 0: whole images."}
     )
-    overlap: int | None = field(default=None, metadata={"help": "Tile overlap in source pixels (default 1/8 tile)."})
+    overlap: int | None = field(
+        default=None, metadata={"help": "Tile overlap in source pixels (default: the model's, else 1/8 tile)."}
+    )
     batch_size: int = field(default=16, metadata={"help": "Images (or tiles) per generate call."})
     max_images: int | None = field(default=None, metadata={"help": "Score only the split's first N images."})
     predictions: str | None = field(default=None, metadata={"help": "Also write one JSONL record per image here."})
