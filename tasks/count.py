@@ -167,12 +167,14 @@ class CountTask(QuestionTask):
     def scene_task(self, records: dict):
         """A scene is counted from its merged boxes, not by summing tiles' answers (overlapping tiles would count
         the objects they share twice): its tiles are detected, for the class asked, as the model recorded
-        detection; `scene_summary` counts what the merge keeps. A question of the user's own is asked per tile."""
+        detection (decoding, tile size and overlap); `scene_summary` counts what the merge keeps. A question of the
+        user's own is asked per tile."""
         from .detect import DetectTask
 
         if not getattr(self, "asked", None):
             return self
-        return DetectTask([self.asked], (records.get("detect") or {}).get("generation"))
+        detect = records.get("detect") or {}
+        return DetectTask([self.asked], detect.get("generation"), detect.get("tile_size"), detect.get("tile_overlap"))
 
     def scene_summary(self, features: list[dict]) -> dict:
         return {"count": len(features)} if getattr(self, "asked", None) else {}

@@ -232,12 +232,15 @@ def test_a_scene_count_is_the_number_of_merged_boxes_not_a_sum_over_tiles(
         "prompt": "detect ship ; car",
         "classes": ["ship", "car"],
         "generation": {"max_new_tokens": 9},
+        "tile_size": 512,
+        "tile_overlap": 128,
     }
     task = task_from_records("count", records, classes="ship")
     runner = task.scene_task(records)
     assert (
         isinstance(runner, DetectTask) and runner.prompt == "detect ship" and runner.generation["max_new_tokens"] == 9
     )
+    assert (runner.tile_size, runner.tile_overlap) == (512, 128)  # the scene is tiled as detection was trained
     overlapping = [([0, 0, 512, 512], {"boxes": [{"label": "ship", "box": [300, 300, 340, 342]}]})]
     overlapping.append(([256, 256, 768, 768], {"boxes": [{"label": "ship", "box": [45, 44, 84, 86]}]}))
     assert task.scene_summary(runner.merge_tiles(overlapping)) == {"count": 1}  # two tiles, one ship
