@@ -102,8 +102,9 @@ def answer_scenes(model, processor, paths: list[Path], task, args, out, errors) 
     """Each input as a scene (tiles, merged, outputs); returns how many were answered. A re-run with --output_dir
     skips the inputs whose outputs are complete; a raster that cannot be read is named on `errors` and skipped."""
     answered = 0
-    tile_size = args.tile_size or task.tile_size or DEFAULT_TILE  # the user's, else the one trained at
-    overlap = chosen_overlap(task, tile_size, args.overlap)
+    tiled_as = task.scene_task(recorded_tasks(model.config))  # a count's scene is detected, so tiled as detection
+    tile_size = args.tile_size or tiled_as.tile_size or DEFAULT_TILE  # the user's, else the one trained at
+    overlap = chosen_overlap(tiled_as, tile_size, args.overlap)
     for path in paths:
         done = output_paths(Path(args.output_dir), path, args.vector_format, task.class_map) if args.output_dir else []
         if done and outputs_complete(done):

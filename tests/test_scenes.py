@@ -3,6 +3,7 @@ bundled sample placed in a mosaic, written with a known transform and CRS), read
 nodata), answered in tiles by inference.py and written as GeoJSON / GeoPackage / a class map a GIS opens."""
 
 import json
+import shutil
 from pathlib import Path
 
 import geopandas
@@ -250,6 +251,15 @@ def test_a_scene_count_is_the_number_of_merged_boxes_not_a_sum_over_tiles(
     record = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert record["task"] == "count" and record["count"] == len(record["features"])
     assert all(feature["label"] == "ship" for feature in record["features"])
+    # without --tile_size the scene is tiled as the model recorded detection: 224-px tiles, overlap 0, 3 x 2 of them
+    recorded = tmp_path / "recorded"
+    shutil.copytree(tiny_checkpoint(), recorded)
+    config = json.loads((recorded / "config.json").read_text())
+    config["trained_tasks"] = {**records, "detect": {**records["detect"], "tile_size": 224, "tile_overlap": 0}}
+    (recorded / "config.json").write_text(json.dumps(config))
+    argv = [str(path), "--model", str(recorded), "--task", "count", "--classes", "ship", "--output_dir", str(tmp_path)]
+    assert inference.main([*argv, "--max_new_tokens", "20"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["tiles"] == 6
 
 
 def test_a_chip_is_answered_in_the_tiles_the_model_was_trained_at(
