@@ -196,6 +196,13 @@ class DataArguments:
             "tiles the same way. Default: 1/8 tile."
         },
     )
+    object_order: str = field(
+        default="sorted",
+        metadata={
+            "help": "Boxes datasets: the order of the objects in a training target. sorted: top to bottom, then left "
+            "to right; random: a new order each time a row is seen (evaluation keeps sorted)."
+        },
+    )
     tile_positions: str = field(
         default="random",
         metadata={

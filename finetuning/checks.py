@@ -83,6 +83,7 @@ def check_strategy(model_args, quantization: str) -> None:
 
 
 TILE_POSITIONS = ("random", "grid")  # where training tiles are cut
+OBJECT_ORDERS = ("sorted", "random")  # of the objects in a detection target
 CAPTION_CHOICES = ("random", "all", "first")  # all: one row per caption (a captions dataset's rows)
 
 
@@ -148,6 +149,8 @@ def check_arguments(args) -> None:
         raise ConfigError(f"caption_choice={args.data.caption_choice!r} is invalid. Fix: use {CAPTION_CHOICES}.")
     if args.data.tile_positions not in TILE_POSITIONS:
         raise ConfigError(f"tile_positions={args.data.tile_positions!r} is invalid. Fix: use {TILE_POSITIONS}.")
+    if args.data.object_order not in OBJECT_ORDERS:
+        raise ConfigError(f"object_order={args.data.object_order!r} is invalid. Fix: use {OBJECT_ORDERS}.")
     if args.data.tile_size is not None and args.data.tile_size < 8:
         raise ConfigError(f"tile_size={args.data.tile_size} is invalid. Fix: a tile side in source pixels, e.g. 256.")
     check_tile_options(args.data)

@@ -3,7 +3,8 @@
 Rows are those of `dataset_builder.detection` (`objects.bbox` = [x, y, w, h] pixels, `objects.category` class
 indices, `width`, `height`). The prompt lists every class of the dataset, always in the same order, so the model
 learns one closed-set detector; objects are written top to bottom, then left to right (a fixed order is easier to
-learn than a random one).
+learn than a random one), or in a new random order each time a training row is seen (`object_order="random"`, as
+Pix2Seq trains: the first box need not be the topmost object; evaluation keeps the fixed order).
 """
 
 import contextlib
@@ -118,6 +119,7 @@ class DetectTask(Task):
         tile_size: int | None = None,
         tile_overlap: int | None = None,
         keep_area: float = KEEP_AREA,
+        object_order: str = "sorted",
     ):
         self.classes = list(classes)
         super().__init__(detect_prompt(self.classes))
@@ -125,6 +127,7 @@ class DetectTask(Task):
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap  # of the evaluation grid (None: `default_overlap`)
         self.keep_area = keep_area  # of a box in a training tile (`clip_boxes`)
+        self.object_order = object_order  # of the objects in a training target: "sorted" or "random"
 
     @classmethod
     def for_run(cls, rows, run) -> "DetectTask":
@@ -136,6 +139,7 @@ class DetectTask(Task):
             tile_size=tile_size,
             tile_overlap=overlap,
             keep_area=getattr(data, "tile_keep_area", KEEP_AREA),
+            object_order=getattr(data, "object_order", "sorted"),
         )
         longest = longest_suffix(task, rows, run.processor)
         task.generation = {"num_beams": 1, "max_new_tokens": longest + 8}  # greedy, room for the busiest image
@@ -175,12 +179,20 @@ class DetectTask(Task):
         }
         return image.crop(tile), {**row, "width": x2 - x1, "height": y2 - y1, "objects": objects}
 
+    def evaluation_copy(self) -> "DetectTask":
+        """The fixed order: a random one would make the evaluation loss change between evaluations."""
+        if self.object_order == "sorted":
+            return self
+        return DetectTask(self.classes, self.generation, self.tile_size, self.tile_overlap, self.keep_area)
+
     def suffix(self, row, move=None) -> str:
         """The training target of the row's image after `move` (the collator's augmentation)."""
         width, height = row["width"], row["height"]
         boxes = [transform_box(box, width, height, move) for box in corner_boxes(row)]
         labels = [self.classes[index] for index in row["objects"]["category"]]
         order = sorted(range(len(boxes)), key=lambda i: (boxes[i][1], boxes[i][0], labels[i]))
+        if self.object_order == "random":
+            random.shuffle(order)  # python's `random`: in the checkpoint's RNG state, so a resumed run draws the same
         return encode_objects(
             [boxes[i] for i in order], [labels[i] for i in order], *transformed_size(width, height, move)
         )

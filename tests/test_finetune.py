@@ -299,13 +299,14 @@ def test_loc_sigma_reaches_the_trainers_loss_on_loc_targets_only_and_a_bad_value
 @pytest.mark.parametrize(
     "options, error",
     [
+        (["--object_order", "shuffled"], r"^object_order='shuffled' is invalid. Fix: use \('sorted', 'random'\)"),
         (["--tile_keep_area", "0"], r"^tile_keep_area=0.0 is invalid. Fix: a share of a box's area in \(0, 1\]"),
         (["--tile_keep_area", "1.5"], r"^tile_keep_area=1.5 is invalid"),
         (["--tile_overlap", "32"], r"^tile_overlap is set without tile_size. Fix: add --tile_size"),
         (["--tile_size", "256", "--tile_overlap", "256"], r"^tile_overlap=256 is invalid for tile_size=256. Fix: "),
     ],
 )
-def test_bad_tile_options_name_the_fix(options, error, tmp_path):
+def test_bad_tile_and_object_order_options_name_the_fix(options, error, tmp_path):
     argv = [DEMO, "--output_dir", str(tmp_path), "--use_cpu", "true", *options]
     with pytest.raises(ConfigError, match=error):
         parse_finetune_args(argv)

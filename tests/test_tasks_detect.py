@@ -101,6 +101,35 @@ def test_detect_task_suffix_sorts_objects_and_follows_the_augmentation():
     assert task.score([record])["overall"]["ap"] == pytest.approx(1.0)
 
 
+def test_random_object_order_draws_each_order_and_evaluation_keeps_the_sorted_one():
+    row = {
+        "filename": "a.jpg",
+        "source": "test",
+        "width": 200,
+        "height": 100,
+        "objects": {"bbox": [[100, 50, 50, 25], [10, 10, 20, 20], [150, 5, 10, 10]], "category": [1, 0, 2]},
+    }
+    boxes = {"airplane": (10, 10, 30, 30), "ship": (100, 50, 150, 75), "storage tank": (150, 5, 160, 15)}
+    random.seed(0)
+    task = DetectTask(CLASSES, object_order="random")
+    drawn = {task.suffix(row) for _ in range(200)}
+    orders = [
+        ("storage tank", "airplane", "ship"),  # the sorted one: top edges at 5, 10, 50
+        ("storage tank", "ship", "airplane"),
+        ("airplane", "storage tank", "ship"),
+        ("airplane", "ship", "storage tank"),
+        ("ship", "storage tank", "airplane"),
+        ("ship", "airplane", "storage tank"),
+    ]
+    expected = {encode_objects([boxes[name] for name in order], list(order), 200, 100) for order in orders}
+    assert drawn == expected  # all 6 orders of the same three objects, nothing else
+    evaluated = task.evaluation_copy()
+    assert evaluated.object_order == "sorted" and DetectTask(CLASSES).evaluation_copy().object_order == "sorted"
+    sorted_order = orders[0]
+    sorted_text = encode_objects([boxes[name] for name in sorted_order], list(sorted_order), 200, 100)
+    assert {evaluated.suffix(row) for _ in range(20)} == {sorted_text}
+
+
 def _jittered_records(truth_file: Path, classes: list[str], seed: int = 0) -> tuple[list[dict], list[dict]]:
     """Records as DetectTask.record writes them (reference boxes from the file) with imperfect predictions, and
     the same predictions as COCO results in the file's image ids."""
