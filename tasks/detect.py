@@ -8,6 +8,7 @@ Pix2Seq trains: the first box need not be the topmost object; evaluation keeps t
 """
 
 import contextlib
+import copy
 import io
 import random
 
@@ -183,7 +184,9 @@ class DetectTask(Task):
         """The fixed order: a random one would make the evaluation loss change between evaluations."""
         if self.object_order == "sorted":
             return self
-        return DetectTask(self.classes, self.generation, self.tile_size, self.tile_overlap, self.keep_area)
+        fixed = copy.copy(self)  # every other setting kept as is
+        fixed.object_order = "sorted"
+        return fixed
 
     def suffix(self, row, move=None) -> str:
         """The training target of the row's image after `move` (the collator's augmentation)."""
